@@ -1,0 +1,365 @@
+//! State that every VM of a [`Host`](crate::Host) shares, as the workers of one
+//! Envoy process do: the virtual clock, shared data, shared queues, metrics,
+//! logs, mocked clusters, pending callouts and the HTTP streams in flight.
+//!
+//! One `Shared` lives behind an `Rc<RefCell<_>>` owned by the host and cloned
+//! into each VM's store: a host runs on one thread, deterministically, and
+//! nothing here is global, so tests run in parallel.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use crate::abi::types::{Direction, LogLevel};
+use crate::metrics::MetricRegistry;
+use crate::properties::PropertyValue;
+
+/// Header or trailer pairs, in order, names lower-cased.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Identifies an HTTP stream inside one host.
+pub type StreamId = u64;
+
+/// The virtual clock. Wall time starts at a fixed instant so runs repeat.
+#[derive(Debug, Clone)]
+pub struct Clock {
+    /// Nanoseconds since the Unix epoch.
+    pub now_ns: u64,
+    /// Wall time at host start, so the monotonic clock starts at zero.
+    pub start_ns: u64,
+}
+
+impl Clock {
+    /// 2026-01-01T00:00:00Z: a fixed start keeps token `exp` checks and
+    /// histograms repeatable.
+    pub const DEFAULT_START_NS: u64 = 1_767_225_600 * 1_000_000_000;
+
+    /// Monotonic nanoseconds since the host started.
+    pub fn monotonic_ns(&self) -> u64 {
+        self.now_ns.saturating_sub(self.start_ns)
+    }
+}
+
+/// SplitMix64: a tiny, seeded generator for WASI `random_get`, so "random"
+/// choices inside a filter repeat from run to run.
+#[derive(Debug, Clone)]
+pub struct SeededRng(u64);
+
+impl SeededRng {
+    /// A generator with this seed.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// Fills `out` with the next bytes of the sequence.
+    pub fn fill(&mut self, out: &mut [u8]) {
+        for chunk in out.chunks_mut(8) {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let bytes = z.to_le_bytes();
+            let n = chunk.len();
+            chunk.copy_from_slice(bytes.get(..n).unwrap_or(&bytes));
+        }
+    }
+}
+
+/// One line a filter logged (or wrote to stdout/stderr through WASI).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogRecord {
+    /// Display name of the filter.
+    pub filter: String,
+    /// Worker (VM) index.
+    pub worker: u32,
+    /// Level; WASI stdout logs at info and stderr at error, as Envoy does.
+    pub level: LogLevel,
+    /// The text.
+    pub message: String,
+}
+
+/// A value in shared data with its compare-and-swap stamp.
+#[derive(Debug, Clone)]
+pub struct SharedValue {
+    /// The bytes.
+    pub value: Vec<u8>,
+    /// Non-zero stamp; changes on every write.
+    pub cas: u32,
+}
+
+/// A shared queue, owned by the VM whose root context registered it.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    /// `vm_id` of the registering VM.
+    pub vm_id: String,
+    /// Queue name.
+    pub name: String,
+    /// The registering VM: (filter index, worker, root context id).
+    pub owner: (usize, u32, u32),
+    /// Items not yet dequeued.
+    pub items: VecDeque<Vec<u8>>,
+}
+
+/// A mocked HTTP response, for the upstream or for a callout cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MockResponse {
+    /// `:status`; 200 when omitted.
+    pub status: Option<u16>,
+    /// Response headers.
+    pub headers: Vec<(String, String)>,
+    /// Response body.
+    pub body: String,
+    /// Response trailers.
+    pub trailers: Vec<(String, String)>,
+}
+
+/// How a mocked callout cluster answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterMock {
+    /// The HTTP answer (also used for gRPC: `body` is the message bytes).
+    pub response: MockResponse,
+    /// gRPC status of a gRPC call; 0 (OK) by default.
+    pub grpc_status: u32,
+    /// Virtual time before the answer arrives.
+    pub delay: Duration,
+    /// The cluster accepts the call but never answers: it fails at the
+    /// call's timeout, as an unreachable upstream does in Envoy.
+    pub hang: bool,
+    /// The connection fails at once (Envoy: on_http_call_response with no
+    /// headers; gRPC: close with status 14 UNAVAILABLE).
+    pub reset: bool,
+}
+
+impl Default for ClusterMock {
+    fn default() -> Self {
+        Self {
+            response: MockResponse::default(),
+            grpc_status: 0,
+            delay: Duration::ZERO,
+            hang: false,
+            reset: false,
+        }
+    }
+}
+
+/// What kind of callout is pending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CalloutKind {
+    /// `proxy_http_call`.
+    Http,
+    /// `proxy_grpc_call` (unary).
+    GrpcCall,
+    /// `proxy_grpc_stream`: answers every message sent on it.
+    GrpcStream,
+    /// The close of a gRPC stream after the filter ended its side.
+    GrpcStreamClose,
+}
+
+/// A callout waiting for its virtual due time.
+#[derive(Debug, Clone)]
+pub struct PendingCallout {
+    /// Filter index and worker of the calling VM.
+    pub vm: (usize, u32),
+    /// Context that made the call; the answer goes to it.
+    pub context_id: u32,
+    /// Token returned to the guest.
+    pub token: u32,
+    /// Kind of call.
+    pub kind: CalloutKind,
+    /// When the answer (or the timeout) is delivered.
+    pub due_ns: u64,
+    /// `None` means failure: timeout or reset.
+    pub answer: Option<ClusterMock>,
+}
+
+/// A callout the filter made, kept for assertions.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CalloutRecord {
+    /// Filter display name.
+    pub filter: String,
+    /// Target cluster.
+    pub cluster: String,
+    /// HTTP headers, or gRPC initial metadata.
+    pub headers: Pairs,
+    /// Body or gRPC message.
+    pub body: Vec<u8>,
+    /// gRPC `service/method`, empty for HTTP.
+    pub grpc_method: String,
+    /// Timeout in milliseconds.
+    pub timeout_ms: u32,
+}
+
+/// A call of a foreign function, such as `clear_route_cache`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ForeignCall {
+    /// Filter display name.
+    pub filter: String,
+    /// Function name.
+    pub function: String,
+    /// The stream it was called for, if any.
+    pub stream: Option<StreamId>,
+}
+
+/// Something a filter asked for during a callback that the chain acts on
+/// after the callback returns (as Envoy defers them too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// `proxy_continue_stream`.
+    Continue {
+        /// Stream.
+        stream: StreamId,
+        /// Filter index.
+        filter: usize,
+        /// Direction.
+        direction: Direction,
+    },
+    /// `proxy_close_stream`: Envoy resets the stream.
+    Close {
+        /// Stream.
+        stream: StreamId,
+    },
+    /// `proxy_send_local_response`.
+    LocalResponse {
+        /// Stream.
+        stream: StreamId,
+        /// Filter index.
+        filter: usize,
+        /// The reply.
+        reply: LocalReply,
+    },
+    /// `proxy_done` from a root context.
+    Done {
+        /// Filter index.
+        filter: usize,
+        /// Worker.
+        worker: u32,
+    },
+    /// A queue got an item: its owner's `on_queue_ready` is due.
+    QueueReady {
+        /// Owner (filter index, worker, root context id).
+        owner: (usize, u32, u32),
+        /// Queue token.
+        token: u32,
+    },
+}
+
+/// A response a filter generated itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LocalReply {
+    /// HTTP status.
+    pub status: u16,
+    /// Response code details, as Envoy records them.
+    pub details: String,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Extra headers.
+    pub headers: Pairs,
+    /// gRPC status, if the filter gave one.
+    pub grpc_status: Option<u32>,
+}
+
+/// The per-stream data every filter of the chain sees.
+#[derive(Debug, Clone, Default)]
+pub struct StreamData {
+    /// Worker the stream runs on.
+    pub worker: u32,
+    /// Request headers, pseudo-headers first.
+    pub request_headers: Pairs,
+    /// Request body received so far.
+    pub request_body: Vec<u8>,
+    /// Request trailers.
+    pub request_trailers: Pairs,
+    /// Response headers (from the upstream or a local reply).
+    pub response_headers: Pairs,
+    /// Response body.
+    pub response_body: Vec<u8>,
+    /// Response trailers.
+    pub response_trailers: Pairs,
+    /// Whether response headers exist yet.
+    pub has_response: bool,
+    /// Values filters set with `proxy_set_property` on this stream.
+    pub set_properties: HashMap<String, Vec<u8>>,
+    /// Stream start on the wall clock.
+    pub start_ns: u64,
+    /// Response code details (`via_upstream` or a local reply's).
+    pub response_details: String,
+    /// Upstream cluster the router picked.
+    pub cluster: String,
+}
+
+/// Everything the VMs of one host share.
+#[derive(Debug)]
+pub struct Shared {
+    /// The virtual clock.
+    pub clock: Clock,
+    /// WASI randomness.
+    pub rng: SeededRng,
+    /// Shared data, per `vm_id` as in proxy-wasm-cpp-host.
+    pub shared_data: HashMap<(String, Vec<u8>), SharedValue>,
+    /// Last CAS stamp handed out; stamps start at 1 so 0 can mean "no CAS".
+    pub last_cas: u32,
+    /// Shared queues; token = index + 1.
+    pub queues: Vec<Queue>,
+    /// Metrics, shared process-wide as Envoy's stats are.
+    pub metrics: MetricRegistry,
+    /// Everything the filters logged.
+    pub logs: Vec<LogRecord>,
+    /// Level below which guest log calls are dropped (`proxy_get_log_level`).
+    pub log_level: LogLevel,
+    /// Streams in flight.
+    pub streams: HashMap<StreamId, StreamData>,
+    /// Effects of the callback that just ran.
+    pub effects: Vec<Effect>,
+    /// Callouts not yet answered.
+    pub pending: Vec<PendingCallout>,
+    /// Every callout made.
+    pub callouts: Vec<CalloutRecord>,
+    /// Every foreign-function call made.
+    pub foreign_calls: Vec<ForeignCall>,
+    /// Mocked callout clusters by name.
+    pub clusters: HashMap<String, ClusterMock>,
+    /// Host-level properties (`node.id`, `source.address`, ...).
+    pub properties: HashMap<String, PropertyValue>,
+    /// Environment variables WASI shows the guests.
+    pub env: Vec<(String, String)>,
+}
+
+impl Shared {
+    /// Fresh state: clock at [`Clock::DEFAULT_START_NS`], RNG seeded with 0.
+    pub fn new() -> Self {
+        Self {
+            clock: Clock {
+                now_ns: Clock::DEFAULT_START_NS,
+                start_ns: Clock::DEFAULT_START_NS,
+            },
+            rng: SeededRng::new(0),
+            shared_data: HashMap::new(),
+            last_cas: 0,
+            queues: Vec::new(),
+            metrics: MetricRegistry::default(),
+            logs: Vec::new(),
+            log_level: LogLevel::Trace,
+            streams: HashMap::new(),
+            effects: Vec::new(),
+            pending: Vec::new(),
+            callouts: Vec::new(),
+            foreign_calls: Vec::new(),
+            clusters: HashMap::new(),
+            properties: HashMap::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// The next CAS stamp, never 0.
+    pub fn next_cas(&mut self) -> u32 {
+        self.last_cas = self.last_cas.wrapping_add(1).max(1);
+        self.last_cas
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self::new()
+    }
+}
