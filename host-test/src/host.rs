@@ -44,6 +44,7 @@ use crate::shared::{
     MockResponse, Pairs, PendingCallout, Shared, StreamData, StreamId,
 };
 use crate::vm::{Action, FilterInfo, StreamCallback, Vm, VmLimits, VmState};
+use crate::yaml_types::HeaderList;
 
 /// What Envoy does with a filter whose VM failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -146,6 +147,8 @@ enum Stage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Request,
+    /// The request left the chain; the upstream answers after its delay.
+    Upstream,
     Response,
     Complete,
 }
@@ -172,6 +175,7 @@ struct Progress {
     reset: bool,
     stalled: Option<String>,
     failures: Vec<CallbackFailure>,
+    upstream_due: Option<(u64, MockResponse)>,
 }
 
 impl Progress {
@@ -410,6 +414,7 @@ impl Host {
             reset: false,
             stalled: None,
             failures: Vec::new(),
+            upstream_due: None,
         };
         for slot in &mut self.filters {
             let Some(vm) = slot.vms.get_mut(worker as usize) else {
@@ -695,12 +700,14 @@ impl Host {
             };
             let step = match phase {
                 Phase::Complete => Step::Finished,
+                Phase::Upstream => Step::Paused,
                 _ => self.run_direction(id),
             };
             match (phase, step) {
                 (_, Step::Paused) => return,
                 (_, Step::Restart) => continue,
                 (Phase::Request, Step::Finished) => self.call_upstream(id),
+                (Phase::Upstream, Step::Finished) => return,
                 (_, Step::Finished) => {
                     self.complete(id);
                     return;
@@ -878,6 +885,7 @@ impl Host {
         });
         p.paused_at = None;
         p.pending_continue.clear();
+        p.upstream_due = None;
         p.stage = Stage::Headers;
         match from {
             Direction::Request => {
@@ -888,53 +896,71 @@ impl Host {
         }
     }
 
+    /// The router: picks the cluster by the request as the chain left it,
+    /// records what the upstream receives, and schedules its answer.
     fn call_upstream(&mut self, id: StreamId) {
         let Some(p) = self.streams.get_mut(&id) else {
             return;
         };
         let override_response = p.upstream_override.take();
+        let now = {
+            let mut shared = self.shared.borrow_mut();
+            let now = shared.clock.now_ns;
+            let Some(data) = shared.streams.get_mut(&id) else {
+                return;
+            };
+            let header = |name: &str| {
+                data.request_headers
+                    .iter()
+                    .find(|(k, _)| k.as_slice() == name.as_bytes())
+                    .map(|(_, v)| v.clone())
+            };
+            let route = self
+                .routes
+                .iter()
+                .find(|r| header(&r.header).is_some_and(|v| v == r.value.as_bytes()));
+            let cluster = route.map_or_else(|| self.default_cluster.clone(), |r| r.cluster.clone());
+            let response = override_response
+                .or_else(|| route.map(|r| r.response.clone()))
+                .unwrap_or_else(|| self.upstream.clone());
+            data.cluster = cluster.clone();
+            p.upstream = Some(UpstreamRequest {
+                cluster,
+                headers: data.request_headers.clone(),
+                body: data.request_body.clone(),
+                trailers: data.request_trailers.clone(),
+            });
+            let due =
+                now.saturating_add(u64::try_from(response.delay.0.as_nanos()).unwrap_or(u64::MAX));
+            p.upstream_due = Some((due, response));
+            now
+        };
+        p.phase = Phase::Upstream;
+        if p.upstream_due.as_ref().is_some_and(|(due, _)| *due <= now) {
+            self.upstream_answers(id);
+        }
+    }
+
+    /// The upstream's answer arrives: the response path starts.
+    fn upstream_answers(&mut self, id: StreamId) {
+        let Some(p) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let Some((_, response)) = p.upstream_due.take() else {
+            return;
+        };
         let mut shared = self.shared.borrow_mut();
         let Some(data) = shared.streams.get_mut(&id) else {
             return;
         };
-        let header = |name: &str| {
-            data.request_headers
-                .iter()
-                .find(|(k, _)| k.as_slice() == name.as_bytes())
-                .map(|(_, v)| v.clone())
-        };
-        let route = self
-            .routes
-            .iter()
-            .find(|r| header(&r.header).is_some_and(|v| v == r.value.as_bytes()));
-        let cluster = route.map_or_else(|| self.default_cluster.clone(), |r| r.cluster.clone());
-        let response = override_response
-            .or_else(|| route.map(|r| r.response.clone()))
-            .unwrap_or_else(|| self.upstream.clone());
-        data.cluster = cluster.clone();
-        p.upstream = Some(UpstreamRequest {
-            cluster,
-            headers: data.request_headers.clone(),
-            body: data.request_body.clone(),
-            trailers: data.request_trailers.clone(),
-        });
         let mut headers: Pairs = vec![(
             b":status".to_vec(),
             response.status.unwrap_or(200).to_string().into_bytes(),
         )];
-        headers.extend(
-            response
-                .headers
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase().into_bytes(), v.as_bytes().to_vec())),
-        );
+        headers.extend(to_pairs(&response.headers));
         data.response_headers = headers;
         data.response_body = response.body.into_bytes();
-        data.response_trailers = response
-            .trailers
-            .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase().into_bytes(), v.as_bytes().to_vec()))
-            .collect();
+        data.response_trailers = to_pairs(&response.trailers);
         data.has_response = true;
         data.response_details = "via_upstream".to_owned();
         p.phase = Phase::Response;
@@ -1109,6 +1135,11 @@ impl Host {
         for (index, callout) in self.shared.borrow().pending.iter().enumerate() {
             consider(callout.due_ns, TimedEvent::Callout(index));
         }
+        for (id, p) in &self.streams {
+            if let Some((due, _)) = &p.upstream_due {
+                consider(*due, TimedEvent::Upstream(*id));
+            }
+        }
         for slot in &self.filters {
             for (worker, vm) in slot.vms.iter().enumerate() {
                 if vm.failure.is_none() && vm.state().tick_period_ms.is_some() {
@@ -1137,6 +1168,10 @@ impl Host {
                 if let Some(callout) = callout {
                     self.deliver(callout);
                 }
+            }
+            TimedEvent::Upstream(id) => {
+                self.upstream_answers(id);
+                self.drive(id);
             }
             TimedEvent::Tick(filter, worker) => {
                 if let Some(vm) = self.vm_mut(filter, worker) {
@@ -1252,7 +1287,15 @@ impl Host {
 #[derive(Debug, Clone, Copy)]
 enum TimedEvent {
     Callout(usize),
+    Upstream(StreamId),
     Tick(usize, u32),
+}
+
+/// Header pairs from a scenario list, names lower-cased.
+fn to_pairs(list: &HeaderList) -> Pairs {
+    list.iter()
+        .map(|(k, v)| (k.to_ascii_lowercase().into_bytes(), v.as_bytes().to_vec()))
+        .collect()
 }
 
 fn filter_at(direction: Direction, position: usize, n: usize) -> usize {

@@ -20,13 +20,18 @@
 
 pub mod abi;
 pub mod error;
+pub mod expect;
 pub mod host;
 pub mod metrics;
+pub mod prometheus;
 pub mod properties;
+pub mod report;
 pub mod request;
 pub mod runtime;
+pub mod scenario;
 pub mod shared;
 pub mod vm;
+pub mod yaml_types;
 
 pub use abi::types::LogLevel;
 pub use error::{CallbackFailure, FailureKind, HostError};

@@ -263,7 +263,8 @@ mod tests {
         let err = Runtime::shared()
             .unwrap()
             .prepare("t", b"hello")
-            .unwrap_err();
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("magic number"), "{err}");
     }
 
@@ -272,7 +273,8 @@ mod tests {
         let err = Runtime::shared()
             .unwrap()
             .prepare("t", b"\0asm\x0d\0\x01\0")
-            .unwrap_err();
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("component"), "{err}");
     }
 

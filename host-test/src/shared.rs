@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::abi::types::{Direction, LogLevel};
 use crate::metrics::MetricRegistry;
 use crate::properties::PropertyValue;
+use crate::yaml_types::{DurationText, HeaderList};
 
 /// Header or trailer pairs, in order, names lower-cased.
 pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -107,11 +108,13 @@ pub struct MockResponse {
     /// `:status`; 200 when omitted.
     pub status: Option<u16>,
     /// Response headers.
-    pub headers: Vec<(String, String)>,
+    pub headers: HeaderList,
     /// Response body.
     pub body: String,
     /// Response trailers.
-    pub trailers: Vec<(String, String)>,
+    pub trailers: HeaderList,
+    /// Virtual time the upstream takes to answer (upstream only).
+    pub delay: DurationText,
 }
 
 /// How a mocked callout cluster answers.

@@ -104,6 +104,9 @@ impl VmState {
     }
 }
 
+/// `proxy_on_http_call_response(context, token, headers, body, trailers)`.
+type HttpCallResponseFn = TypedFunc<(u32, u32, u32, u32, u32), ()>;
+
 /// The exports the host calls, looked up once per instance.
 #[derive(Default)]
 struct Exports {
@@ -121,7 +124,7 @@ struct Exports {
     on_response_headers: Option<TypedFunc<(u32, u32, u32), u32>>,
     on_response_body: Option<TypedFunc<(u32, u32, u32), u32>>,
     on_response_trailers: Option<TypedFunc<(u32, u32), u32>>,
-    on_http_call_response: Option<TypedFunc<(u32, u32, u32, u32, u32), ()>>,
+    on_http_call_response: Option<HttpCallResponseFn>,
     on_grpc_receive_initial_metadata: Option<TypedFunc<(u32, u32, u32), ()>>,
     on_grpc_receive: Option<TypedFunc<(u32, u32, u32), ()>>,
     on_grpc_receive_trailing_metadata: Option<TypedFunc<(u32, u32, u32), ()>>,

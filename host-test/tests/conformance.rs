@@ -355,7 +355,7 @@ fn trailers_can_be_read_and_added() {
     host.set_upstream(MockResponse {
         status: Some(200),
         body: "x".into(),
-        trailers: vec![("grpc-status".into(), "0".into())],
+        trailers: host_test::yaml_types::HeaderList(vec![("grpc-status".into(), "0".into())]),
         ..MockResponse::default()
     });
     let exchange = host.send(

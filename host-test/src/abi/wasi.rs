@@ -119,11 +119,9 @@ pub fn add_to_linker(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         MODULE,
         "random_get",
         |mut caller: Caller<'_, VmState>, buf: i32, len: i32| {
-            errno((|| {
-                let mut bytes = vec![0; len as u32 as usize];
-                caller.data().shared.borrow_mut().rng.fill(&mut bytes);
-                memory::write(&mut caller, buf as u32, &bytes).map_err(fault)
-            })())
+            let mut bytes = vec![0; len as u32 as usize];
+            caller.data().shared.borrow_mut().rng.fill(&mut bytes);
+            errno(memory::write(&mut caller, buf as u32, &bytes).map_err(fault))
         },
     )?;
     linker.func_wrap(

@@ -1,5 +1,11 @@
 //! Shared helpers for host-test's integration tests: fixture paths and hosts.
-#![allow(dead_code, missing_docs)]
+#![allow(
+    dead_code,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::expect_used
+)]
 
 use std::path::PathBuf;
 
