@@ -7,7 +7,8 @@
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::LogLevel;
 
-/// Installs the hook. Call once from the filter's `_start`/`proxy_wasm::main!`.
+/// Installs the hook. Call once from the filter's `proxy_wasm::main!` block,
+/// after `proxy_wasm::set_log_level` (which installs the SDK's own hook).
 pub fn install(filter_name: &'static str) {
     std::panic::set_hook(Box::new(move |info| {
         let message = format!("{filter_name}: panic: {info}");
