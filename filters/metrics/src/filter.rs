@@ -1,0 +1,262 @@
+//! Thin proxy-wasm glue: the root context parses the config once and owns the
+//! label tables and metric-id cache; each HTTP context notes when the request
+//! started and how many body bytes passed, and records everything at the end
+//! of the stream (`on_log`), which Envoy also calls for local replies.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+
+use crate::config::{validate, Config};
+use crate::labels::{Labeler, RequestFacts, RequestLabels};
+use crate::registry::{millis_rounded_up, MetricSink, Observation, Registry};
+use crate::stats::{metric_name, MetricKind, REQUEST_DURATION_MS};
+
+fn log(level: LogLevel, message: &str) {
+    // A failing log call is not worth failing a request over.
+    let _ = hostcalls::log(level, message);
+}
+
+fn header(map: MapType, name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(map, name).ok().flatten()
+}
+
+/// The host clock (`proxy_get_current_time_nanoseconds`), which host-test
+/// drives virtually.
+fn now() -> Option<SystemTime> {
+    hostcalls::get_current_time().ok()
+}
+
+/// The response status: `:status` from the response headers, else Envoy's
+/// `response.code` property (an 8-byte little-endian integer in Envoy; ASCII
+/// digits accepted too), rendered as ASCII digits.
+fn response_status() -> Option<Vec<u8>> {
+    if let Some(status) = header(MapType::HttpResponseHeaders, ":status") {
+        return Some(status);
+    }
+    let raw = hostcalls::get_property(vec!["response", "code"])
+        .ok()
+        .flatten()?;
+    match <[u8; 8]>::try_from(raw.as_slice()) {
+        Ok(le) => Some(i64::from_le_bytes(le).to_string().into_bytes()),
+        Err(_) => Some(raw),
+    }
+}
+
+/// The proxy-wasm host's metric calls.
+struct HostSink;
+
+impl MetricSink for HostSink {
+    fn define(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
+        let metric_type = match kind {
+            MetricKind::Counter => MetricType::Counter,
+            MetricKind::Gauge => MetricType::Gauge,
+            MetricKind::Histogram => MetricType::Histogram,
+        };
+        match hostcalls::define_metric(metric_type, name) {
+            Ok(id) => Some(id),
+            Err(status) => {
+                log(
+                    LogLevel::Warn,
+                    &format!("metrics: define_metric {name:?} failed: {status:?}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn increment(&mut self, id: u32, delta: i64) {
+        let _ = hostcalls::increment_metric(id, delta);
+    }
+
+    fn record(&mut self, id: u32, value: u64) {
+        let _ = hostcalls::record_metric(id, value);
+    }
+}
+
+/// Per-VM state shared by the root context and its HTTP contexts. A VM runs
+/// one thread, so `Rc<RefCell<_>>` is enough.
+struct Shared {
+    labeler: Labeler,
+    registry: Registry,
+}
+
+/// The root context: parses config in `on_configure`.
+#[derive(Default)]
+pub struct MetricsRoot {
+    shared: Option<Rc<RefCell<Shared>>>,
+}
+
+impl MetricsRoot {
+    fn configured(config: &Config) {
+        let duration = metric_name(&config.prefix, &REQUEST_DURATION_MS);
+        log(
+            LogLevel::Info,
+            &format!(
+                "metrics: configured, prefix {:?}, at most {} label sets per metric; Envoy's \
+                 bootstrap must set stats_config.histogram_bucket_settings \
+                 {{match: {{suffix: {duration:?}}}, buckets: {:?}}}",
+                config.prefix,
+                config.series_bound(),
+                config.histogram_buckets_ms
+            ),
+        );
+    }
+}
+
+impl Context for MetricsRoot {}
+
+impl RootContext for MetricsRoot {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let raw = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        match validate(&raw) {
+            Ok(config) => {
+                Self::configured(&config);
+                self.shared = Some(Rc::new(RefCell::new(Shared {
+                    labeler: Labeler::new(&config),
+                    registry: Registry::new(&config.prefix),
+                })));
+                true
+            }
+            Err(e) => {
+                log(LogLevel::Error, &e.to_string());
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(MetricsStream {
+            shared: self.shared.clone(),
+            started: None,
+            request_bytes: 0,
+            response_bytes: 0,
+            finished: false,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// What request headers established.
+struct Started {
+    at: Option<SystemTime>,
+    labels: RequestLabels,
+    gauge: Option<u32>,
+}
+
+/// One HTTP stream.
+pub struct MetricsStream {
+    shared: Option<Rc<RefCell<Shared>>>,
+    started: Option<Started>,
+    request_bytes: u64,
+    response_bytes: u64,
+    finished: bool,
+}
+
+/// Reads only the request headers the enabled dimensions need.
+fn request_labels(labeler: &mut Labeler) -> RequestLabels {
+    let method = labeler
+        .wants_method()
+        .then(|| header(MapType::HttpRequestHeaders, ":method"))
+        .flatten();
+    let path = labeler
+        .wants_path()
+        .then(|| header(MapType::HttpRequestHeaders, ":path"))
+        .flatten();
+    let version = labeler
+        .version_header()
+        .and_then(|name| header(MapType::HttpRequestHeaders, name));
+    labeler.request_labels(&RequestFacts {
+        method: method.as_deref(),
+        path: path.as_deref(),
+        version: version.as_deref(),
+    })
+}
+
+impl MetricsStream {
+    /// Records the request once, at `on_log` (or `on_done` if the host never
+    /// called `on_log`).
+    fn finish(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let Some(shared) = &self.shared else { return };
+        let Ok(mut shared) = shared.try_borrow_mut() else {
+            return;
+        };
+        let Shared { labeler, registry } = &mut *shared;
+        // A local reply from a filter before this one skips our request
+        // headers callback; the headers are still readable at log time.
+        let (labels, start, gauge) = match &self.started {
+            Some(started) => (started.labels, started.at, started.gauge),
+            None => (request_labels(labeler), None, None),
+        };
+        let status = labeler.wants_status().then(response_status).flatten();
+        let key = labeler.key(labels, status.as_deref());
+        let duration = match (start, now()) {
+            (Some(start), Some(end)) => end.duration_since(start).unwrap_or(Duration::ZERO),
+            _ => Duration::ZERO,
+        };
+        let obs = Observation {
+            key,
+            duration_ms: millis_rounded_up(duration),
+            request_bytes: self.request_bytes,
+            response_bytes: self.response_bytes,
+        };
+        registry.record(labeler, &mut HostSink, &obs);
+        Registry::request_ended(&mut HostSink, gauge);
+    }
+}
+
+impl Context for MetricsStream {
+    fn on_done(&mut self) -> bool {
+        self.finish();
+        true
+    }
+}
+
+impl HttpContext for MetricsStream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if self.started.is_some() {
+            return Action::Continue;
+        }
+        let Some(shared) = &self.shared else {
+            return Action::Continue;
+        };
+        let Ok(mut shared) = shared.try_borrow_mut() else {
+            return Action::Continue;
+        };
+        let Shared { labeler, registry } = &mut *shared;
+        let at = now();
+        let labels = request_labels(labeler);
+        let gauge = registry.request_started(labeler, &mut HostSink, labels);
+        self.started = Some(Started { at, labels, gauge });
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        // We never buffer, so each call reports only the new chunk.
+        self.request_bytes = self.request_bytes.saturating_add(body_size as u64);
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        self.response_bytes = self.response_bytes.saturating_add(body_size as u64);
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        self.finish();
+    }
+}
