@@ -54,12 +54,25 @@ pub struct Scenario {
     /// for `host-test metrics` and `prometheus_contains`.
     #[serde(default)]
     pub stats_config: Option<StatsConfigSource>,
+    /// Fuel per callback and memory per VM.
+    #[serde(default)]
+    pub limits: Option<LimitsDef>,
     /// Expect loading the filters to fail with a message containing this.
     #[serde(default)]
     pub expect_load_error: Option<String>,
     /// The steps, in order.
     #[serde(default)]
     pub steps: Vec<Step>,
+}
+
+/// VM limits in a scenario.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsDef {
+    /// Fuel (about one per Wasm instruction) a callback may use.
+    pub fuel_per_callback: Option<u64>,
+    /// Largest linear memory of a VM, in bytes.
+    pub memory_bytes: Option<usize>,
 }
 
 /// A filter of the chain.
@@ -396,6 +409,15 @@ fn build(path: &Path, scenario: &Scenario) -> Result<Host, Result<String, Scenar
     };
     let mut host = Host::with_workers(scenario.workers).map_err(|e| unusable(e.to_string()))?;
     host.set_seed(scenario.seed);
+    if let Some(limits) = scenario.limits {
+        let defaults = crate::vm::VmLimits::default();
+        host.set_limits(crate::vm::VmLimits {
+            fuel_per_callback: limits
+                .fuel_per_callback
+                .unwrap_or(defaults.fuel_per_callback),
+            memory_bytes: limits.memory_bytes.unwrap_or(defaults.memory_bytes),
+        });
+    }
     for (key, value) in &scenario.env {
         host.set_env(key, value);
     }

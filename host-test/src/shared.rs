@@ -117,6 +117,36 @@ pub struct MockResponse {
     pub delay: DurationText,
 }
 
+impl MockResponse {
+    /// A response with this status and nothing else.
+    ///
+    /// # Examples
+    /// ```
+    /// let response = host_test::MockResponse::with_status(200).header("content-type", "text/html").body("<p>hi</p>");
+    /// assert_eq!(response.status, Some(200));
+    /// ```
+    pub fn with_status(status: u16) -> Self {
+        Self {
+            status: Some(status),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a header.
+    #[must_use]
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.0.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sets the body.
+    #[must_use]
+    pub fn body(mut self, body: &str) -> Self {
+        self.body = body.to_owned();
+        self
+    }
+}
+
 /// How a mocked callout cluster answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterMock {

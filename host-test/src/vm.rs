@@ -444,9 +444,12 @@ impl Vm {
             })
             .map(|r| r.message.trim_end().to_owned())
             .collect();
-        let message = match error.downcast_ref::<Trap>() {
-            Some(trap) => trap.to_string(),
-            None => format!("{error}"),
+        let message = if let Some(trap) = error.downcast_ref::<Trap>() {
+            trap.to_string()
+        } else if let Some(exit) = error.downcast_ref::<ProcExit>() {
+            exit.to_string()
+        } else {
+            error.root_cause().to_string()
         };
         CallbackFailure {
             filter: state.filter.name.clone(),

@@ -1,6 +1,8 @@
 //! host-test against the conformance fixture: every host call family and the
 //! WASI subset, asserted by outcome (what the upstream saw, the reply, logs,
 //! metrics), never by call order.
+// Test helpers: a failed unwrap here is a failed test, which is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
