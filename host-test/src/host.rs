@@ -115,6 +115,13 @@ impl FilterSpec {
         self
     }
 
+    /// Sets the VM configuration, read in `on_vm_start`.
+    #[must_use]
+    pub fn vm_config(mut self, configuration: impl Into<Vec<u8>>) -> Self {
+        self.vm_configuration = configuration.into();
+        self
+    }
+
     /// Sets the root id.
     #[must_use]
     pub fn root_id(mut self, root_id: &str) -> Self {

@@ -125,7 +125,7 @@ fn metrics_follow_envoy_rules() {
     assert_eq!(r["gauge_value"], 7);
     assert_eq!(r["gauge_value_after_decrement"], 5);
     assert_eq!(r["histogram_get"]["error"], "BadArgument");
-    assert_eq!(r["unknown_metric_get"], "NotFound");
+    assert_eq!(r["unknown_metric_get"]["error"], "NotFound");
     assert_eq!(host.metric("conformance.requests"), Some(1));
     assert_eq!(host.metric("conformance.active"), Some(5));
     let sizes = host
@@ -556,4 +556,44 @@ fn root_on_done_can_defer_until_proxy_done() {
     assert!(host.shutdown().is_empty(), "not done until proxy_done");
     host.advance(Duration::from_millis(20));
     assert!(host.logs().iter().any(|l| l.message == "proxy_done -> Ok"));
+}
+
+#[test]
+fn a_filter_can_close_its_grpc_stream() {
+    let mut host = conformance();
+    host.set_cluster("grpc", cluster(200, "echo"));
+    let r = report(&run_case(
+        &mut host,
+        "grpc-stream",
+        &[("x-grpc-close", "filter")],
+    ));
+    assert_eq!(r["closed_by"], "filter");
+    assert_eq!(r["close_call"], "Ok");
+}
+
+#[test]
+fn vm_and_plugin_configuration_reach_their_callbacks() {
+    let mut host = host_test::Host::new().unwrap();
+    host.add_filter(
+        host_test::FilterSpec::file("conformance", common::fixture("conformance"))
+            .vm_config("vm-settings")
+            .config("{}")
+            .root_id("root-a"),
+    )
+    .unwrap();
+    let messages: Vec<String> = host.logs().into_iter().map(|l| l.message).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m == "vm_start vm_config_size=11 vm_config=vm-settings"),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m == "configure plugin_config_size=2"),
+        "{messages:?}"
+    );
+    let r = report(&run_case(&mut host, "properties", &[]));
+    assert_eq!(r["plugin_root_id"], "root-a");
 }
