@@ -1,0 +1,142 @@
+//! The shipped filters: one request lifecycle each in host-test, beside the
+//! `noop` baseline in the same group (so ratios come from one run), and
+//! their pure cores natively, which is what the filter logic itself costs
+//! without the Wasm boundary.
+#![forbid(unsafe_code)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use benches::{or_exit, Case, METRICS_CONFIG, SECURITY_HEADERS_CONFIG};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use metrics::labels::{Labeler, RequestFacts};
+use metrics::registry::{MetricSink, Observation, Registry};
+use metrics::stats::MetricKind;
+use security_headers::harden::{harden, is_https, Plan};
+
+/// Each case's full lifecycle through host-test.
+fn lifecycle(c: &mut Criterion) {
+    let mut group = c.benchmark_group("filters_lifecycle");
+    group.measurement_time(Duration::from_secs(5));
+    for case in Case::ALL {
+        let mut host = case.host();
+        let request = case.request();
+        group.bench_function(case.name(), |b| {
+            b.iter_batched(
+                || request.clone(),
+                |request| black_box(host.send(request)),
+                BatchSize::SmallInput,
+            );
+        });
+    }
+    group.finish();
+}
+
+/// A metric sink that only counts, standing in for the host's metric calls.
+#[derive(Default)]
+struct CountingSink {
+    defined: u32,
+    calls: u64,
+}
+
+impl MetricSink for CountingSink {
+    fn define(&mut self, _kind: MetricKind, name: &str) -> Option<u32> {
+        black_box(name);
+        self.defined += 1;
+        Some(self.defined)
+    }
+    fn increment(&mut self, id: u32, delta: i64) {
+        black_box((id, delta));
+        self.calls += 1;
+    }
+    fn record(&mut self, id: u32, value: u64) {
+        black_box((id, value));
+        self.calls += 1;
+    }
+}
+
+/// The filters' per-request logic natively, on the same traffic as
+/// [`lifecycle`]: what the Wasm lifecycle adds on top is the host, the ABI
+/// crossings and the SDK.
+fn native_cores(c: &mut Criterion) {
+    let mut group = c.benchmark_group("filters_native");
+    group.measurement_time(Duration::from_secs(3));
+
+    let config = or_exit(
+        security_headers::config::validate(SECURITY_HEADERS_CONFIG.as_bytes()),
+        "security-headers config",
+    );
+    let plan = Plan::new(&config);
+    let response: Vec<(String, Vec<u8>)> = [
+        (":status", "200"),
+        ("content-type", "text/html; charset=utf-8"),
+        ("server", "nginx/1.25.3"),
+        ("x-powered-by", "PHP/8.3.1"),
+        ("content-length", "32"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.as_bytes().to_vec()))
+    .collect();
+    // `harden` takes the header map by value, as the SDK returns it; the
+    // copy is made outside the timed part, so this is the merge alone.
+    group.bench_function("security_headers_harden", |b| {
+        b.iter_batched(
+            || response.clone(),
+            |headers| {
+                let https = is_https(black_box(Some(b"https".as_slice())), None);
+                black_box(harden(&plan, https, headers))
+            },
+            BatchSize::SmallInput,
+        );
+    });
+
+    let config = or_exit(
+        metrics::config::validate(METRICS_CONFIG.as_bytes()),
+        "metrics config",
+    );
+    let mut labeler = Labeler::new(&config);
+    let mut registry = Registry::new(&config.prefix);
+    let mut sink = CountingSink::default();
+    let facts = RequestFacts {
+        method: Some(b"GET"),
+        path: Some(b"/api/users/42"),
+        version: Some(b"v2"),
+    };
+    // Steady state: the label set's metrics are defined on the first request
+    // of a VM, then only looked up.
+    group.bench_function("metrics_label_and_record", |b| {
+        b.iter(|| {
+            let labels = labeler.request_labels(black_box(&facts));
+            let gauge = registry.request_started(&labeler, &mut sink, labels);
+            let key = labeler.key(labels, black_box(Some(b"200".as_slice())));
+            let observation = Observation {
+                key,
+                duration_ms: 3,
+                request_bytes: 0,
+                response_bytes: 32,
+            };
+            registry.record(&labeler, &mut sink, &observation);
+            Registry::request_ended(&mut sink, gauge);
+        });
+    });
+    black_box(sink.calls);
+
+    // on_configure's work, paid once per VM.
+    group.bench_function("security_headers_configure", |b| {
+        b.iter(|| {
+            let config =
+                security_headers::config::validate(black_box(SECURITY_HEADERS_CONFIG.as_bytes()));
+            black_box(config.map(|c| Plan::new(&c)))
+        });
+    });
+    group.bench_function("metrics_configure", |b| {
+        b.iter(|| {
+            let config = metrics::config::validate(black_box(METRICS_CONFIG.as_bytes()));
+            black_box(config.map(|c| Labeler::new(&c)))
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, lifecycle, native_cores);
+criterion_main!(benches);

@@ -1,0 +1,181 @@
+//! Shared setup for the criterion benches and the `lifecycles` callgrind
+//! driver: where the built `.wasm` files are, and the exact configs,
+//! requests and upstream answers each measured case uses, so every tool
+//! measures the same thing.
+//!
+//! Nothing here is timed. Setup failures (a missing `.wasm`, a filter that
+//! refuses its config) end the process with one line saying what to do,
+//! because a bench that silently measured an error path would be worse than
+//! none.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+
+use host_test::yaml_types::HeaderList;
+use host_test::{FilterSpec, Host, MockResponse, Request};
+
+/// `profile: owasp`, the security-headers default made explicit.
+pub const SECURITY_HEADERS_CONFIG: &str = r#"{"profile":"owasp"}"#;
+
+/// The complete example of `filters/metrics/README.md`, every dimension on.
+pub const METRICS_CONFIG: &str = r#"{
+  "prefix": "mesh",
+  "dimensions": {
+    "method": true,
+    "response_code": true,
+    "response_code_class": true,
+    "version": {"header": "x-canary-version", "default": "unknown", "max_values": 16},
+    "route": {"prefixes": ["/api", "/admin", "/health"], "default": "other"}
+  },
+  "histogram_buckets_ms": [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
+  "max_label_value_len": 64
+}"#;
+
+/// A measured filter case: which module, which config, what traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Case {
+    /// The `noop` fixture: host cost only, the baseline for ratios.
+    Noop,
+    /// security-headers, OWASP profile, https request, HTML answer with
+    /// `server` and `x-powered-by` to strip.
+    SecurityHeaders,
+    /// metrics, README example config, every dimension on.
+    Metrics,
+}
+
+impl Case {
+    /// Every case, baseline first.
+    pub const ALL: [Case; 3] = [Case::Noop, Case::SecurityHeaders, Case::Metrics];
+
+    /// Short name used as the bench id and on the driver's command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Case::Noop => "noop",
+            Case::SecurityHeaders => "security_headers",
+            Case::Metrics => "metrics",
+        }
+    }
+
+    /// Parses [`Case::name`].
+    pub fn from_name(name: &str) -> Option<Case> {
+        Case::ALL.into_iter().find(|case| case.name() == name)
+    }
+
+    /// The module under `dist/`, as `make build fixtures` writes it.
+    pub fn dist_file(self) -> &'static str {
+        match self {
+            Case::Noop => "fixtures/noop.wasm",
+            Case::SecurityHeaders => "filters/security_headers.wasm",
+            Case::Metrics => "filters/metrics.wasm",
+        }
+    }
+
+    /// The plugin configuration.
+    pub fn config(self) -> &'static str {
+        match self {
+            Case::Noop => "",
+            Case::SecurityHeaders => SECURITY_HEADERS_CONFIG,
+            Case::Metrics => METRICS_CONFIG,
+        }
+    }
+
+    /// The request sent once per measured lifecycle.
+    pub fn request(self) -> Request {
+        match self {
+            Case::Noop => Request::get("/"),
+            Case::SecurityHeaders => Request::get("/").header(":scheme", "https"),
+            Case::Metrics => Request::get("/api/users/42").header("x-canary-version", "v2"),
+        }
+    }
+
+    /// The upstream's answer.
+    pub fn upstream(self) -> MockResponse {
+        let headers = match self {
+            Case::Noop | Case::Metrics => vec![("content-type", "text/plain")],
+            Case::SecurityHeaders => vec![
+                ("content-type", "text/html; charset=utf-8"),
+                ("server", "nginx/1.25.3"),
+                ("x-powered-by", "PHP/8.3.1"),
+            ],
+        };
+        MockResponse {
+            status: Some(200),
+            headers: HeaderList(
+                headers
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            ),
+            body: "<!doctype html><title>ok</title>".to_owned(),
+            ..MockResponse::default()
+        }
+    }
+
+    /// A one-worker host with this case's filter loaded and its upstream
+    /// set, after one checked warm-up request.
+    pub fn host(self) -> Host {
+        self.host_with(1, 1, &wasm(self.dist_file()))
+    }
+
+    /// A host with `workers` workers and `chain` copies of the filter from
+    /// `path`, after one checked warm-up request. Ends the process on error.
+    pub fn host_with(self, workers: u32, chain: usize, path: &Path) -> Host {
+        let mut host = or_exit(Host::with_workers(workers), "creating the host");
+        for index in 0..chain {
+            let name = format!("{}-{index}", self.name());
+            or_exit(
+                host.add_filter(FilterSpec::file(&name, path).config(self.config())),
+                "loading the filter",
+            );
+        }
+        host.set_upstream(self.upstream());
+        for _ in 0..workers {
+            let exchange = host.send(self.request());
+            let header_ok = match self {
+                Case::SecurityHeaders => {
+                    exchange.header("x-content-type-options").is_some()
+                        && exchange.header("server").is_none()
+                }
+                Case::Noop | Case::Metrics => true,
+            };
+            if exchange.status != 200 || !exchange.failures.is_empty() || !header_ok {
+                fail(&format!(
+                    "{}: the warm-up request did not behave as expected (status {}, failures {:?}); the bench would measure an error path",
+                    self.name(),
+                    exchange.status,
+                    exchange.failures
+                ));
+            }
+        }
+        host
+    }
+}
+
+/// The path of a built module, `dist/<relative>` at the repository root.
+/// Ends the process with a hint to build it when it is missing.
+pub fn wasm(relative: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../dist")
+        .join(relative);
+    if !path.is_file() {
+        fail(&format!(
+            "{} is missing: run `make build fixtures` at the repository root first",
+            path.display()
+        ));
+    }
+    path
+}
+
+/// Unwraps a setup result, or ends the process naming the step.
+pub fn or_exit<T, E: std::fmt::Display>(result: Result<T, E>, step: &str) -> T {
+    match result {
+        Ok(value) => value,
+        Err(error) => fail(&format!("{step}: {error}")),
+    }
+}
+
+/// Prints one line and exits with status 2 (the house CLI convention).
+pub fn fail(message: &str) -> ! {
+    eprintln!("benches: {message}");
+    std::process::exit(2)
+}
