@@ -279,6 +279,16 @@ impl Host {
         })
     }
 
+    /// Sets the virtual wall clock (nanoseconds since the Unix epoch), e.g. to
+    /// replay a published token whose `exp` lies in the past. The monotonic
+    /// clock keeps running from where it was.
+    pub fn set_wall_clock(&mut self, unix_ns: u64) {
+        let mut shared = self.shared.borrow_mut();
+        let monotonic = shared.clock.monotonic_ns();
+        shared.clock.now_ns = unix_ns;
+        shared.clock.start_ns = unix_ns.saturating_sub(monotonic);
+    }
+
     /// Sets the limits for VMs started after this call.
     pub fn set_limits(&mut self, limits: VmLimits) {
         self.limits = limits;

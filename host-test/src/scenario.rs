@@ -47,6 +47,10 @@ pub struct Scenario {
     /// Environment variables the filters see through WASI.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Virtual wall-clock start, in seconds since the Unix epoch
+    /// (default 2026-01-01T00:00:00Z).
+    #[serde(default)]
+    pub start_time: Option<u64>,
     /// Seed of WASI `random_get`.
     #[serde(default)]
     pub seed: u64,
@@ -409,6 +413,9 @@ fn build(path: &Path, scenario: &Scenario) -> Result<Host, Result<String, Scenar
     };
     let mut host = Host::with_workers(scenario.workers).map_err(|e| unusable(e.to_string()))?;
     host.set_seed(scenario.seed);
+    if let Some(start) = scenario.start_time {
+        host.set_wall_clock(start.saturating_mul(1_000_000_000));
+    }
     if let Some(limits) = scenario.limits {
         let defaults = crate::vm::VmLimits::default();
         host.set_limits(crate::vm::VmLimits {

@@ -597,3 +597,11 @@ fn vm_and_plugin_configuration_reach_their_callbacks() {
     let r = report(&run_case(&mut host, "properties", &[]));
     assert_eq!(r["plugin_root_id"], "root-a");
 }
+
+#[test]
+fn the_wall_clock_can_be_set_for_published_vectors() {
+    let mut host = conformance();
+    host.set_wall_clock(1_300_819_380_000_000_000);
+    let r = report(&run_case(&mut host, "time", &[]));
+    assert_eq!(r["now_ns"], json!(1_300_819_380_000_000_000u64));
+}
