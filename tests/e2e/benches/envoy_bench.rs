@@ -1,0 +1,526 @@
+//! Side-by-side cost of the filters inside a real Envoy.
+//!
+//! Envoy runs with one worker, answering a `direct_response` route (no
+//! upstream), so the filter chain is most of the per-request work. Five
+//! configurations run in interleaved rounds (A B C D E, A B C D E, ...) so
+//! drift in the machine's speed spreads over all of them:
+//!
+//! - `none`: no HTTP filter but the router;
+//! - `noop`: the `noop` fixture Wasm filter (the Wasm per-stream floor);
+//! - `security-headers`: the shipped filter, `{"profile":"owasp"}`;
+//! - `header-mutation`: native `envoy.filters.http.header_mutation` adding the
+//!   owasp profile's headers (if absent) and removing its leak list: the
+//!   native twin of the line above;
+//! - `metrics`: the shipped filter with the README's complete example config.
+//!
+//! Load: one keep-alive HTTP/1.1 connection from this process, one request in
+//! flight, for `--seconds` (default 3) or `--max-requests`, whichever comes
+//! first, after a warm-up. The request carries `x-forwarded-proto: https` and
+//! the route answers `content-type: text/html`, so security-headers adds all
+//! twelve headers (HSTS and CSP included) like header_mutation does; the route
+//! also adds `x-powered-by` for both to strip. The bench checks that the two
+//! produce the same security headers before it measures.
+//!
+//! Headline: Envoy CPU time per request = delta of utime+stime of the Envoy
+//! process (`/proc/<pid>/stat`, ticks of `getconf CLK_TCK`) over the requests
+//! completed. Also the worker thread's own CPU (`/proc/<pid>/task/*/stat`,
+//! thread `wrk:worker_0`) and the client's p50/p99 round-trip latency.
+//! Results: medians over rounds per configuration, and added cost over `none`.
+//!
+//! Envoy (all threads) and the client are pinned to one CPU (`taskset`,
+//! util-linux) unless `--no-pin`. Measured on this 2-core VM: with the two on
+//! different CPUs and the machine otherwise idle, every request pays a
+//! cross-CPU wake-up, and Envoy's CPU per request rises about 2.5x (13 → 32 µs
+//! with no filter) and swings by several µs between runs, burying the filter
+//! costs; when another process keeps the second CPU busy the figures drop back.
+//! Sharing one CPU removes that machine-dependent term: CPU time is accounted
+//! per thread, so the client's share is not in Envoy's figure. Latency then
+//! includes the client's own turn on the CPU. A per-run `other load` column
+//! shows how much CPU the rest of the machine used, and the summary warns
+//! when it was not quiet.
+//!
+//! A client in this process rather than `wrk`: a fixed, exactly known count of
+//! completed requests for the denominator, per-request latencies for the
+//! percentiles, and no Debian package to install. The client's own cost is
+//! not in the headline, which counts Envoy's CPU only.
+//!
+//! Usage: `cargo bench -p e2e --bench envoy-bench -- [--rounds N] [--seconds S]
+//! [--warmup N] [--max-requests N] [--no-pin]` (`make bench-envoy`).
+
+use std::collections::BTreeMap;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use e2e::envoy::kill_envoys_on_panic;
+use e2e::{paths, Bootstrap, Envoy, EnvoyOptions, HttpFilter, Route};
+use security_headers::profiles::{OWASP_ADD, OWASP_REMOVE};
+
+/// The metrics filter's README example.
+const METRICS_CONFIG: &str = r#"{"prefix":"mesh","dimensions":{"method":true,"response_code":true,
+"response_code_class":true,"version":{"header":"x-canary-version","default":"unknown","max_values":16},
+"route":{"prefixes":["/api","/admin","/health"],"default":"other"}},
+"histogram_buckets_ms":[0.5,1,5,10,25,50,100,250,500,1000,2500,5000,10000],"max_label_value_len":64}"#;
+
+/// Above this much other CPU (% of one core) during a run, the summary warns.
+const NOISY_LOAD_PCT: f64 = 10.0;
+
+const REQUEST: &[u8] = b"GET /api/users HTTP/1.1\r\nhost: example.com\r\n\
+x-forwarded-proto: https\r\nx-canary-version: v2\r\nuser-agent: envoy-bench\r\n\r\n";
+
+struct Settings {
+    rounds: usize,
+    seconds: f64,
+    warmup: usize,
+    max_requests: usize,
+    /// CPU that Envoy and the client share, or `None` to let them float.
+    pin: Option<usize>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Case {
+    None,
+    Noop,
+    SecurityHeaders,
+    HeaderMutation,
+    Metrics,
+}
+
+const CASES: [Case; 5] = [
+    Case::None,
+    Case::Noop,
+    Case::SecurityHeaders,
+    Case::HeaderMutation,
+    Case::Metrics,
+];
+
+impl Case {
+    fn name(self) -> &'static str {
+        match self {
+            Case::None => "none",
+            Case::Noop => "noop (Wasm)",
+            Case::SecurityHeaders => "security-headers (Wasm)",
+            Case::HeaderMutation => "header_mutation (native)",
+            Case::Metrics => "metrics (Wasm)",
+        }
+    }
+
+    fn bootstrap(self) -> Bootstrap {
+        let route = Route::Direct {
+            status: 200,
+            body: "ok".into(),
+            headers: vec![
+                ("content-type".into(), "text/html".into()),
+                ("x-powered-by".into(), "PHP/8.3".into()),
+            ],
+        };
+        let base = Bootstrap::new().route("/", route);
+        match self {
+            Case::None => base,
+            Case::Noop => base.filter(HttpFilter::wasm("noop", &paths::fixture_wasm("noop"), "")),
+            Case::SecurityHeaders => base.filter(HttpFilter::wasm(
+                "security_headers",
+                &paths::filter_wasm("security_headers"),
+                r#"{"profile":"owasp"}"#,
+            )),
+            Case::HeaderMutation => base.filter(HttpFilter::HeaderMutation {
+                add: OWASP_ADD
+                    .iter()
+                    .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                    .collect(),
+                remove: OWASP_REMOVE.iter().map(|n| (*n).to_owned()).collect(),
+            }),
+            Case::Metrics => base
+                .filter(HttpFilter::wasm(
+                    "metrics",
+                    &paths::filter_wasm("metrics"),
+                    METRICS_CONFIG,
+                ))
+                .stats_config_from(&paths::metrics_stats_tags_manifest()),
+        }
+    }
+}
+
+/// One measured run of one configuration.
+#[derive(Clone, Copy)]
+struct Run {
+    requests: usize,
+    cpu_us_per_req: f64,
+    worker_us_per_req: f64,
+    p50_us: f64,
+    p99_us: f64,
+    rps: f64,
+    /// CPU used by everything but Envoy and this client during the run, in %
+    /// of one core: other work on a 2-core machine skews the figures.
+    other_load_pct: f64,
+}
+
+fn main() -> ExitCode {
+    kill_envoys_on_panic();
+    let settings = match parse_args() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("envoy-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let tick_hz = clock_ticks_per_second();
+    if let Some(cpu) = settings.pin {
+        if let Err(e) = pin_self(cpu) {
+            eprintln!("envoy-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match check_header_parity(&settings) {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("envoy-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    println!(
+        "envoy-bench: {} rounds x {} configs, {}s each (max {} requests) after {} warm-up requests; \
+         CLK_TCK {tick_hz}; Envoy and client {}",
+
+        settings.rounds,
+        CASES.len(),
+        settings.seconds,
+        settings.max_requests,
+        settings.warmup,
+        settings
+            .pin
+            .map_or("not pinned".to_owned(), |cpu| format!("pinned to CPU {cpu}"))
+    );
+    let mut runs: BTreeMap<Case, Vec<Run>> = BTreeMap::new();
+    for round in 1..=settings.rounds {
+        for case in CASES {
+            let run = match measure(case, &settings, tick_hz) {
+                Ok(run) => run,
+                Err(e) => {
+                    eprintln!("envoy-bench: {}: {e}", case.name());
+                    return ExitCode::FAILURE;
+                }
+            };
+            println!(
+                "round {round} {:<26} {:>7} req  {:>6.1} us CPU/req  worker {:>6.1}  p50 {:>6.1} us  p99 {:>6.1} us  {:>7.0} req/s  other load {:>4.0}%",
+                case.name(),
+                run.requests,
+                run.cpu_us_per_req,
+                run.worker_us_per_req,
+                run.p50_us,
+                run.p99_us,
+                run.rps,
+                run.other_load_pct
+            );
+            runs.entry(case).or_default().push(run);
+        }
+    }
+    print_summary(&runs);
+    ExitCode::SUCCESS
+}
+
+fn parse_args() -> Result<Settings, String> {
+    let mut settings = Settings {
+        rounds: 5,
+        seconds: 3.0,
+        warmup: 2000,
+        max_requests: 500_000,
+        pin: Some(0),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        // `cargo bench` passes `--bench` to harness-less bench targets.
+        if flag == "--bench" {
+            continue;
+        }
+        if flag == "--no-pin" {
+            settings.pin = None;
+            continue;
+        }
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}");
+        match flag.as_str() {
+            "--rounds" => settings.rounds = value.parse().map_err(|e| bad(&e))?,
+            "--seconds" => settings.seconds = value.parse().map_err(|e| bad(&e))?,
+            "--warmup" => settings.warmup = value.parse().map_err(|e| bad(&e))?,
+            "--max-requests" => settings.max_requests = value.parse().map_err(|e| bad(&e))?,
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    // Bounded load: at most a minute per run.
+    if !(settings.seconds > 0.0 && settings.seconds <= 60.0) || settings.rounds == 0 {
+        return Err("--seconds must be in (0, 60] and --rounds >= 1".into());
+    }
+    Ok(settings)
+}
+
+fn options(settings: &Settings) -> EnvoyOptions {
+    EnvoyOptions {
+        concurrency: 1,
+        log_level: "warning".into(),
+        cpu: settings.pin,
+    }
+}
+
+/// Pins this process's main thread (the client) to `cpu`.
+fn pin_self(cpu: usize) -> Result<(), String> {
+    let status = Command::new("taskset")
+        .args([
+            "-p",
+            "-c",
+            &cpu.to_string(),
+            &std::process::id().to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("taskset (util-linux) is needed to pin; or pass --no-pin: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("taskset -p -c {cpu}: {status}"))
+    }
+}
+
+/// Both header-setting configurations must send the same security headers,
+/// or the comparison would not be like for like.
+fn check_header_parity(settings: &Settings) -> Result<(), String> {
+    let mut seen = Vec::new();
+    for case in [Case::SecurityHeaders, Case::HeaderMutation] {
+        let envoy = Envoy::start_with(&case.bootstrap(), &options(settings));
+        let mut conn = envoy.connect();
+        let response = conn.send_raw(REQUEST, false).map_err(|e| e.to_string())?;
+        if response.header("x-powered-by").is_some() {
+            return Err(format!("{}: x-powered-by not removed", case.name()));
+        }
+        let mut headers: Vec<(String, String)> = response
+            .headers
+            .into_iter()
+            .filter(|(n, _)| OWASP_ADD.iter().any(|(a, _)| a == n))
+            .collect();
+        headers.sort();
+        if headers.len() != OWASP_ADD.len() {
+            return Err(format!(
+                "{}: {} of {} owasp headers: {headers:?}",
+                case.name(),
+                headers.len(),
+                OWASP_ADD.len()
+            ));
+        }
+        seen.push(headers);
+    }
+    match seen.as_slice() {
+        [a, b] if a == b => Ok(()),
+        _ => Err(format!(
+            "security-headers and header_mutation differ: {seen:?}"
+        )),
+    }
+}
+
+fn measure(case: Case, settings: &Settings, tick_hz: f64) -> Result<Run, String> {
+    let envoy = Envoy::start_with(&case.bootstrap(), &options(settings));
+    let pid = envoy.pid();
+    // Guard against measuring the wrong thing: the Wasm cases must have live
+    // V8 VMs, the native ones none.
+    let vms = active_wasm_vms(&envoy);
+    let wants_wasm = matches!(case, Case::Noop | Case::SecurityHeaders | Case::Metrics);
+    if wants_wasm != (vms > 0) {
+        return Err(format!("{vms} active V8 VMs"));
+    }
+    let mut conn = envoy.connect();
+    for _ in 0..settings.warmup {
+        let r = conn.send_raw(REQUEST, false).map_err(|e| e.to_string())?;
+        if r.status != 200 {
+            return Err(format!("status {}", r.status));
+        }
+    }
+    let worker = worker_tid(pid).ok_or("no wrk:worker_0 thread")?;
+    let machine_before = machine_busy_ticks()?;
+    let self_before = cpu_ticks("/proc/self/stat")?;
+    let cpu_before = cpu_ticks(&format!("/proc/{pid}/stat"))?;
+    let worker_before = cpu_ticks(&format!("/proc/{pid}/task/{worker}/stat"))?;
+    let limit = Duration::from_secs_f64(settings.seconds);
+    let mut latencies_ns: Vec<u64> = Vec::with_capacity(settings.max_requests.min(1 << 20));
+    let start = Instant::now();
+    while latencies_ns.len() < settings.max_requests && start.elapsed() < limit {
+        let sent = Instant::now();
+        let r = conn.send_raw(REQUEST, false).map_err(|e| e.to_string())?;
+        latencies_ns.push(u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        if r.status != 200 {
+            return Err(format!("status {}", r.status));
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu_after = cpu_ticks(&format!("/proc/{pid}/stat"))?;
+    let worker_after = cpu_ticks(&format!("/proc/{pid}/task/{worker}/stat"))?;
+    let self_after = cpu_ticks("/proc/self/stat")?;
+    let machine_after = machine_busy_ticks()?;
+    let others = machine_after.saturating_sub(machine_before) as f64
+        - cpu_after.saturating_sub(cpu_before) as f64
+        - self_after.saturating_sub(self_before) as f64;
+    drop(conn);
+    drop(envoy);
+
+    let requests = latencies_ns.len();
+    latencies_ns.sort_unstable();
+    let per_req = |ticks: u64| ticks as f64 / tick_hz * 1e6 / requests as f64;
+    Ok(Run {
+        requests,
+        cpu_us_per_req: per_req(cpu_after.saturating_sub(cpu_before)),
+        worker_us_per_req: per_req(worker_after.saturating_sub(worker_before)),
+        p50_us: percentile(&latencies_ns, 0.50) / 1e3,
+        p99_us: percentile(&latencies_ns, 0.99) / 1e3,
+        rps: requests as f64 / elapsed,
+        other_load_pct: (others.max(0.0) / tick_hz / elapsed) * 100.0,
+    })
+}
+
+/// Envoy's `wasm.envoy.wasm.runtime.v8.active` gauge (0 when absent).
+fn active_wasm_vms(envoy: &Envoy) -> u64 {
+    let stat = "wasm.envoy.wasm.runtime.v8.active";
+    envoy
+        .admin_get(&format!("/stats?filter={stat}"))
+        .text()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(stat)?
+                .strip_prefix(": ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// Busy ticks of the whole machine (all CPUs) from `/proc/stat`: user, nice,
+/// system, irq, softirq and steal.
+fn machine_busy_ticks() -> Result<u64, String> {
+    let stat = std::fs::read_to_string("/proc/stat").map_err(|e| format!("/proc/stat: {e}"))?;
+    let cpu = stat.lines().next().ok_or("/proc/stat: empty")?;
+    let fields: Vec<u64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    Ok([0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|i| fields.get(*i))
+        .sum())
+}
+
+/// utime + stime from a `/proc/.../stat` line. Fields are counted after the
+/// `)` that closes the command name, which may itself contain spaces.
+fn cpu_ticks(path: &str) -> Result<u64, String> {
+    let stat = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let after_comm = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or(format!("{path}: no comm"))?;
+    // After ")": state(3) ppid(4) ... utime(14) stime(15); index 0 is field 3.
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let field = |i: usize| -> Result<u64, String> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .ok_or(format!("{path}: field {}", i + 3))
+    };
+    Ok(field(11)? + field(12)?)
+}
+
+/// The thread id of Envoy's first worker (`wrk:worker_0`).
+fn worker_tid(pid: u32) -> Option<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    tasks.flatten().find_map(|task| {
+        let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+        (comm.trim() == "wrk:worker_0").then(|| task.file_name().to_string_lossy().into_owned())
+    })
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[u64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted.get(rank - 1).map_or(f64::NAN, |v| *v as f64)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match (values.get(n / 2), n % 2) {
+        (Some(mid), 1) => *mid,
+        (Some(hi), _) => values.get(n / 2 - 1).map_or(*hi, |lo| (lo + hi) / 2.0),
+        (None, _) => f64::NAN,
+    }
+}
+
+fn print_summary(runs: &BTreeMap<Case, Vec<Run>>) {
+    let med = |case: Case, f: fn(&Run) -> f64| -> f64 {
+        runs.get(&case)
+            .map_or(f64::NAN, |r| median(r.iter().map(f).collect()))
+    };
+    let cpu = |case| med(case, |r| r.cpu_us_per_req);
+    let base_cpu = cpu(Case::None);
+    let base_worker = med(Case::None, |r| r.worker_us_per_req);
+    println!();
+    println!("Medians over {} rounds (Envoy 1 worker, HTTP/1.1 keep-alive, 1 connection, direct_response):", runs.get(&Case::None).map_or(0, Vec::len));
+    println!();
+    println!("| configuration | Envoy CPU/req (µs) | added vs none (µs) | worker CPU/req (µs) | worker added (µs) | p50 (µs) | p99 (µs) | req/s |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for case in CASES {
+        let worker = med(case, |r| r.worker_us_per_req);
+        println!(
+            "| {} | {:.1} | {:+.1} | {:.1} | {:+.1} | {:.1} | {:.1} | {:.0} |",
+            case.name(),
+            cpu(case),
+            cpu(case) - base_cpu,
+            worker,
+            worker - base_worker,
+            med(case, |r| r.p50_us),
+            med(case, |r| r.p99_us),
+            med(case, |r| r.rps)
+        );
+    }
+    let noisiest = runs
+        .values()
+        .flatten()
+        .map(|r| r.other_load_pct)
+        .fold(0.0_f64, f64::max);
+    println!();
+    println!("Other processes' CPU during runs: at most {noisiest:.0}% of one core.");
+    if noisiest > NOISY_LOAD_PCT {
+        println!(
+            "WARNING: other work ran during the bench (> {NOISY_LOAD_PCT}% of a core); \
+             on this 2-core machine that inflates Envoy's CPU per request. Re-run on a quiet machine."
+        );
+    }
+    let added = |case| cpu(case) - base_cpu;
+    println!();
+    println!(
+        "security-headers added / header_mutation added: {:.1} / {:.1} µs = {:.2}x",
+        added(Case::SecurityHeaders),
+        added(Case::HeaderMutation),
+        added(Case::SecurityHeaders) / added(Case::HeaderMutation)
+    );
+    println!(
+        "metrics added / noop added: {:.1} / {:.1} µs = {:.2}x",
+        added(Case::Metrics),
+        added(Case::Noop),
+        added(Case::Metrics) / added(Case::Noop)
+    );
+    println!(
+        "security-headers minus noop (the filter's own work over the Wasm floor): {:.1} µs; metrics minus noop: {:.1} µs",
+        cpu(Case::SecurityHeaders) - cpu(Case::Noop),
+        cpu(Case::Metrics) - cpu(Case::Noop)
+    );
+}
