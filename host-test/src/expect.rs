@@ -2,7 +2,7 @@
 
 use crate::host::Host;
 use crate::prometheus::{render, StatsConfig};
-use crate::request::Exchange;
+use crate::request::{first, Exchange};
 use crate::scenario::{Expect, Mismatch};
 use crate::shared::Pairs;
 
@@ -16,14 +16,6 @@ fn mismatch(
         expected: expected.into(),
         actual: actual.into(),
     }
-}
-
-fn first(pairs: &Pairs, name: &str) -> Option<String> {
-    let name = name.to_ascii_lowercase();
-    pairs
-        .iter()
-        .find(|(k, _)| k.as_slice() == name.as_bytes())
-        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
 }
 
 fn shown(value: Option<String>) -> String {

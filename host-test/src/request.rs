@@ -163,7 +163,8 @@ impl Exchange {
     }
 }
 
-fn first(pairs: &Pairs, name: &str) -> Option<String> {
+/// First value of header `name` (any case) in `pairs`, lossily decoded.
+pub(crate) fn first(pairs: &Pairs, name: &str) -> Option<String> {
     let name = name.to_ascii_lowercase();
     pairs
         .iter()
