@@ -164,18 +164,46 @@ pub struct MetricsStream {
 }
 
 /// Reads only the request headers the enabled dimensions need.
+///
+/// Speed: in Envoy's V8 a header read that finds a value costs about 0.5 µs,
+/// most of it the host calling back into the VM to allocate the value. One
+/// read of the whole map (`proxy_get_header_map_pairs`, one allocation) costs
+/// about as much as two single reads, so with two or more headers wanted the
+/// map is read once and searched here.
 fn request_labels(labeler: &mut Labeler) -> RequestLabels {
-    let method = labeler
-        .wants_method()
-        .then(|| header(MapType::HttpRequestHeaders, ":method"))
-        .flatten();
-    let path = labeler
-        .wants_path()
-        .then(|| header(MapType::HttpRequestHeaders, ":path"))
-        .flatten();
-    let version = labeler
-        .version_header()
-        .and_then(|name| header(MapType::HttpRequestHeaders, name));
+    let version_header = labeler.version_header();
+    let wanted = usize::from(labeler.wants_method())
+        + usize::from(labeler.wants_path())
+        + usize::from(version_header.is_some());
+    let (method, path, version) = if wanted >= 2 {
+        let map = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+        let find = |wanted: bool, name: &str| {
+            wanted
+                .then(|| {
+                    map.iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                        .map(|(_, v)| v.clone())
+                })
+                .flatten()
+        };
+        (
+            find(labeler.wants_method(), ":method"),
+            find(labeler.wants_path(), ":path"),
+            version_header.and_then(|name| find(true, name)),
+        )
+    } else {
+        (
+            labeler
+                .wants_method()
+                .then(|| header(MapType::HttpRequestHeaders, ":method"))
+                .flatten(),
+            labeler
+                .wants_path()
+                .then(|| header(MapType::HttpRequestHeaders, ":path"))
+                .flatten(),
+            version_header.and_then(|name| header(MapType::HttpRequestHeaders, name)),
+        )
+    };
     labeler.request_labels(&RequestFacts {
         method: method.as_deref(),
         path: path.as_deref(),

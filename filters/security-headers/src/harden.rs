@@ -62,13 +62,75 @@ pub struct Plan {
     needs_scheme: bool,
 }
 
-/// The result of [`harden`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Nothing to write back: the adapter skips the set host call.
-    Unchanged,
-    /// The complete new header map, in order.
-    Changed(Vec<(String, Vec<u8>)>),
+/// What one response needs, as the host calls that make it: the result of
+/// [`harden`]. Everything borrows from the [`Plan`], so building it copies
+/// no header name or value.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Edits<'p> {
+    /// Lower-case names to strip, every instance, each name once
+    /// (`proxy_remove_header_map_value`). Applied first.
+    pub remove: Vec<&'p str>,
+    /// Headers to append, in plan order (`proxy_add_header_map_value`).
+    /// Applied after `remove`.
+    pub add: Vec<&'p Rule>,
+}
+
+impl Edits<'_> {
+    /// Nothing to do: the adapter makes no write host call at all.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.add.is_empty()
+    }
+
+    /// The whole header map after the edits, borrowing from `headers` and
+    /// the plan: what a whole-map write (`proxy_set_header_map_pairs`)
+    /// sends. Same result as [`Edits::apply_to`].
+    #[must_use]
+    pub fn merged<'a>(&'a self, headers: &'a [(String, Vec<u8>)]) -> Vec<(&'a str, &'a [u8])> {
+        let mut out = Vec::with_capacity(headers.len() + self.add.len());
+        out.extend(
+            headers
+                .iter()
+                .filter(|(name, _)| {
+                    !self
+                        .remove
+                        .iter()
+                        .any(|removed| name.eq_ignore_ascii_case(removed))
+                })
+                .map(|(name, value)| (name.as_str(), value.as_slice())),
+        );
+        out.extend(
+            self.add
+                .iter()
+                .map(|rule| (rule.name.as_str(), rule.value.as_slice())),
+        );
+        out
+    }
+
+    /// Applies the edits to a header list the way a proxy-wasm host does:
+    /// removal drops every instance whose name matches case-insensitively,
+    /// additions go to the end. The filter lets the host do this; tests and
+    /// benches use it to see the resulting map.
+    pub fn apply_to(&self, headers: &mut Vec<(String, Vec<u8>)>) {
+        headers.retain(|(name, _)| {
+            !self
+                .remove
+                .iter()
+                .any(|removed| name.eq_ignore_ascii_case(removed))
+        });
+        headers.extend(
+            self.add
+                .iter()
+                .map(|rule| (rule.name.clone(), rule.value.clone())),
+        );
+    }
+}
+
+/// Upstream instances of one managed header seen so far.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    count: u32,
+    differs: bool,
 }
 
 impl Plan {
@@ -112,7 +174,9 @@ impl Plan {
         &self.rules
     }
 
-    fn action(&self, name: &str) -> Option<Action> {
+    /// The table entry for a response header name: its lower-case name as
+    /// the plan stores it, and what to do with it.
+    fn action(&self, name: &str) -> Option<(&str, Action)> {
         let found = if name.bytes().any(|b| b.is_ascii_uppercase()) {
             // Envoy hands names over lower-cased; only other hosts reach here.
             let lower = name.to_ascii_lowercase();
@@ -124,7 +188,7 @@ impl Plan {
         found
             .ok()
             .and_then(|index| self.lookup.get(index))
-            .map(|(_, action)| *action)
+            .map(|(name, action)| (name.as_str(), *action))
     }
 }
 
@@ -166,15 +230,20 @@ pub fn is_document(content_type: Option<&[u8]>) -> bool {
         .any(|known| media_type.eq_ignore_ascii_case(known))
 }
 
-/// Merges the plan into one response's headers.
+/// Works out the edits that merge the plan into one response's headers.
 ///
-/// Removed names are dropped; an `if_absent` rule is added only when the
-/// upstream has no such header; an `overwrite` rule replaces every upstream
-/// instance (one instance already equal to ours is left in place, so a
-/// second pass reports [`Outcome::Unchanged`]). Added headers are appended in
-/// plan order after the upstream's, which keep their order.
+/// Removed names are stripped; an `if_absent` rule is added only when the
+/// upstream has no such header; an `overwrite` rule leaves exactly one
+/// instance, ours: if the upstream sent anything else (another value, or
+/// more than one instance) every instance is removed and ours appended, and
+/// if it sent exactly ours nothing happens, so a second pass yields no edits.
+/// Added headers go after the upstream's, which keep their order.
+///
+/// Speed: the result only borrows from the plan (no name or value is copied
+/// per response) and lists just the changes, so the host is asked to touch
+/// only the headers that change, not to rebuild the whole map.
 #[must_use]
-pub fn harden(plan: &Plan, https: bool, headers: Vec<(String, Vec<u8>)>) -> Outcome {
+pub fn harden<'p>(plan: &'p Plan, https: bool, headers: &[(String, Vec<u8>)]) -> Edits<'p> {
     let content_type = headers
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
@@ -186,44 +255,41 @@ pub fn harden(plan: &Plan, https: bool, headers: Vec<(String, Vec<u8>)>) -> Outc
         When::DocumentOnly => document,
     };
 
-    // Rules are few (a dozen for the biggest profile); a Vec<bool> is cheaper
-    // than any set here.
-    let mut present = vec![false; plan.rules.len()];
-    let mut changed = false;
-    let mut out = Vec::with_capacity(headers.len() + plan.rules.len());
+    // Rules are few (a dozen for the biggest profile); a Vec is cheaper than
+    // any set here.
+    let mut seen = vec![Seen::default(); plan.rules.len()];
+    let mut edits = Edits {
+        remove: Vec::new(),
+        add: Vec::with_capacity(plan.rules.len()),
+    };
     for (name, value) in headers {
-        match plan.action(&name) {
-            Some(Action::Remove) => {
-                changed = true;
-                continue;
+        match plan.action(name) {
+            // Each name once: one host call removes every instance.
+            Some((removed, Action::Remove)) if !edits.remove.contains(&removed) => {
+                edits.remove.push(removed);
             }
-            Some(Action::Rule(index)) => {
-                if let (Some(rule), Some(seen)) = (plan.rules.get(index), present.get_mut(index)) {
-                    if applies(rule)
-                        && rule.mode == Mode::Overwrite
-                        && (*seen || value != rule.value)
-                    {
-                        changed = true;
-                        continue;
-                    }
-                    *seen = true;
+            Some((_, Action::Remove)) => {}
+            Some((_, Action::Rule(index))) => {
+                if let (Some(rule), Some(seen)) = (plan.rules.get(index), seen.get_mut(index)) {
+                    seen.count = seen.count.saturating_add(1);
+                    seen.differs |= *value != rule.value;
                 }
             }
             None => {}
         }
-        out.push((name, value));
     }
-    for (rule, seen) in plan.rules.iter().zip(&present) {
-        if !seen && applies(rule) {
-            out.push((rule.name.clone(), rule.value.clone()));
-            changed = true;
+    for (rule, seen) in plan.rules.iter().zip(&seen) {
+        if !applies(rule) {
+            continue;
+        }
+        if seen.count == 0 {
+            edits.add.push(rule);
+        } else if rule.mode == Mode::Overwrite && (seen.count > 1 || seen.differs) {
+            edits.remove.push(&rule.name);
+            edits.add.push(rule);
         }
     }
-    if changed {
-        Outcome::Changed(out)
-    } else {
-        Outcome::Unchanged
-    }
+    edits
 }
 
 #[cfg(test)]
@@ -244,12 +310,11 @@ mod tests {
             .collect()
     }
 
-    /// The merged map, whether or not it changed.
+    /// The map after the host applied the edits.
     fn run(plan: &Plan, https: bool, input: &Headers) -> Headers {
-        match harden(plan, https, input.clone()) {
-            Outcome::Changed(out) => out,
-            Outcome::Unchanged => input.clone(),
-        }
+        let mut out = input.clone();
+        harden(plan, https, input).apply_to(&mut out);
+        out
     }
 
     fn values<'a>(out: &'a Headers, name: &str) -> Vec<&'a [u8]> {
@@ -379,6 +444,41 @@ mod tests {
     }
 
     #[test]
+    fn overwrite_leaves_exactly_one_instance_even_when_one_upstream_copy_matches() {
+        let plan = plan(r#"{"mode": "overwrite"}"#);
+        let input = headers(&[
+            ("x-frame-options", "deny"),
+            ("content-type", "text/html"),
+            ("x-frame-options", "sameorigin"),
+        ]);
+        assert_eq!(
+            one(&run(&plan, true, &input), "x-frame-options"),
+            Some("deny")
+        );
+        // Exactly ours, once: nothing to write for that header.
+        let ours = headers(&[("x-frame-options", "deny")]);
+        let edits = harden(&plan, true, &ours);
+        assert!(!edits.remove.contains(&"x-frame-options"));
+        assert!(edits.add.iter().all(|rule| rule.name != "x-frame-options"));
+    }
+
+    #[test]
+    fn edits_name_each_leak_once_and_add_in_plan_order() {
+        let plan = plan("{}");
+        let input = headers(&[
+            ("content-type", "text/html"),
+            ("server", "a"),
+            ("x-powered-by", "b"),
+            ("server", "c"),
+        ]);
+        let edits = harden(&plan, true, &input);
+        assert_eq!(edits.remove, vec!["server", "x-powered-by"]);
+        let added: Vec<&str> = edits.add.iter().map(|rule| rule.name.as_str()).collect();
+        let planned: Vec<&str> = plan.rules().iter().map(|rule| rule.name.as_str()).collect();
+        assert_eq!(added, planned);
+    }
+
+    #[test]
     fn per_header_mode_beats_the_global_mode() {
         let plan = plan(
             r#"{"mode": "if_absent", "headers": {"x-frame-options": {"value": "DENY", "mode": "overwrite"}}}"#,
@@ -450,7 +550,7 @@ mod tests {
                     "{profile}/{mode}"
                 );
                 if profile == "none" {
-                    assert_eq!(harden(&plan, true, upstream.clone()), Outcome::Unchanged);
+                    assert!(harden(&plan, true, &upstream).is_empty());
                 }
             }
         }
@@ -476,7 +576,7 @@ mod tests {
                 true,
                 &headers(&[("server", "x"), ("x-frame-options", "allow")]),
             );
-            assert_eq!(harden(&plan, true, once), Outcome::Unchanged, "{json}");
+            assert!(harden(&plan, true, &once).is_empty(), "{json}");
         }
     }
 
@@ -528,8 +628,22 @@ mod tests {
         fn never_panics_and_is_idempotent(config in arbitrary_config(), https: bool, input in arbitrary_headers()) {
             let plan = plan(&config);
             let once = run(&plan, https, &input);
-            let twice = harden(&plan, https, once.clone());
-            proptest::prop_assert_eq!(twice, Outcome::Unchanged);
+            let twice = harden(&plan, https, &once);
+            proptest::prop_assert_eq!(twice, Edits::default());
+        }
+
+        #[test]
+        fn the_whole_map_write_equals_the_per_header_edits(
+            config in arbitrary_config(), https: bool, input in arbitrary_headers()
+        ) {
+            let plan = plan(&config);
+            let edits = harden(&plan, https, &input);
+            let merged: Headers = edits
+                .merged(&input)
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value.to_vec()))
+                .collect();
+            proptest::prop_assert_eq!(merged, run(&plan, https, &input));
         }
 
         #[test]
