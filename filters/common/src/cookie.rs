@@ -12,8 +12,13 @@
 /// assert_eq!(filter_common::cookie::find(headers, "session"), Some(&b"abc"[..]));
 /// assert_eq!(filter_common::cookie::find(headers, "missing"), None);
 /// ```
-pub fn find<'a>(cookie_headers: impl IntoIterator<Item = &'a [u8]>, name: &str) -> Option<&'a [u8]> {
-    cookie_headers.into_iter().find_map(|header| find_in(header, name))
+pub fn find<'a>(
+    cookie_headers: impl IntoIterator<Item = &'a [u8]>,
+    name: &str,
+) -> Option<&'a [u8]> {
+    cookie_headers
+        .into_iter()
+        .find_map(|header| find_in(header, name))
 }
 
 /// The value of cookie `name` in one `Cookie` header value.
@@ -27,8 +32,14 @@ pub fn find_in<'a>(header: &'a [u8], name: &str) -> Option<&'a [u8]> {
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |i| i + 1);
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
     bytes.get(start..end).unwrap_or_default()
 }
 

@@ -9,6 +9,7 @@ pub mod duration;
 pub mod header;
 pub mod panic_hook;
 pub mod query;
+pub mod xff;
 
 pub use duration::{parse_duration, DurationError};
 pub use header::{decode_lossy, validate_header_name, validate_header_value, HeaderError};

@@ -30,7 +30,10 @@ pub fn find<'a>(path: &'a [u8], name: &str) -> Option<&'a [u8]> {
 /// assert_eq!(filter_common::query::path_only(b"/api/x?y=1"), b"/api/x");
 /// ```
 pub fn path_only(path: &[u8]) -> &[u8] {
-    let end = path.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(path.len());
+    let end = path
+        .iter()
+        .position(|&b| b == b'?' || b == b'#')
+        .unwrap_or(path.len());
     path.get(..end).unwrap_or(path)
 }
 

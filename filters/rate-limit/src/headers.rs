@@ -1,0 +1,297 @@
+//! The rate-limit response headers, built from a [`Decision`]: the IETF
+//! draft's `RateLimit-Policy` and `RateLimit`, Envoy's `X-RateLimit-*`, and
+//! `Retry-After`.
+//!
+//! Draft syntax follows draft-ietf-httpapi-ratelimit-headers-10 (the
+//! current httpapi WG revision, 2025): both fields are Structured Field
+//! lists with one item per policy, the policy name as an sf-string.
+//! `RateLimit-Policy: "per_user";q=100;w=60` gives the quota `q` over the
+//! window `w` seconds; `RateLimit: "per_user";r=99;t=60` gives the
+//! remaining quota `r` and the seconds `t` until it is replenished. For a
+//! token bucket, `q` is `max_tokens` and `w` is the time a drained bucket
+//! takes to refill (`ceil(max_tokens / tokens_per_fill) * fill_interval`);
+//! `w` is left out when that is not a whole number of seconds (the draft
+//! makes it optional and allows only integers). `t` is the time to the
+//! bucket's next fill, rounded up to whole seconds.
+
+use crate::bucket::{ceil_secs, BucketSpec};
+use crate::config::HeaderFormat;
+use crate::limiter::{Decision, RuleOutcome, RuleReport};
+
+/// `RateLimit-Policy` (names are lower-case, as in HTTP/2 header maps).
+pub const RATELIMIT_POLICY: &str = "ratelimit-policy";
+/// `RateLimit`.
+pub const RATELIMIT: &str = "ratelimit";
+/// Envoy's `X-RateLimit-Limit`: the bucket size.
+pub const X_RATELIMIT_LIMIT: &str = "x-ratelimit-limit";
+/// Envoy's `X-RateLimit-Remaining`: tokens left.
+pub const X_RATELIMIT_REMAINING: &str = "x-ratelimit-remaining";
+/// Envoy's `X-RateLimit-Reset`: seconds to the next fill.
+pub const X_RATELIMIT_RESET: &str = "x-ratelimit-reset";
+/// `Retry-After` (RFC 9110 §10.2.3), delay-seconds form.
+pub const RETRY_AFTER: &str = "retry-after";
+
+/// What the headers need to know about one rule, built once per config.
+#[derive(Debug, Clone)]
+pub struct RuleMeta {
+    /// Rule name (validated `[A-Za-z0-9_-]`, so it needs no sf-string escaping).
+    pub name: String,
+    /// The bucket.
+    pub spec: BucketSpec,
+    /// This rule's `RateLimit-Policy` list item, precomputed.
+    pub policy_item: String,
+}
+
+impl RuleMeta {
+    /// The meta of rule `name` with bucket `spec`.
+    ///
+    /// # Examples
+    /// ```
+    /// use rate_limit::bucket::BucketSpec;
+    /// let spec = BucketSpec { max_tokens: 100, tokens_per_fill: 10, interval_ns: 1_000_000_000 };
+    /// let meta = rate_limit::headers::RuleMeta::new("api", spec);
+    /// assert_eq!(meta.policy_item, r#""api";q=100;w=10"#);
+    /// ```
+    pub fn new(name: &str, spec: BucketSpec) -> Self {
+        let fills = u64::from(spec.max_tokens.div_ceil(spec.tokens_per_fill.max(1)));
+        let window_ns = fills.saturating_mul(spec.interval_ns);
+        let mut policy_item = format!("\"{name}\";q={}", spec.max_tokens);
+        if window_ns % 1_000_000_000 == 0 {
+            policy_item.push_str(&format!(";w={}", window_ns / 1_000_000_000));
+        }
+        Self {
+            name: name.to_owned(),
+            spec,
+            policy_item,
+        }
+    }
+}
+
+/// Appends the `format` headers for `decision` to `out`. Rules are listed in
+/// hit (config) order. `Retry-After` is not included; see [`retry_after`].
+pub fn rate_limit_headers(
+    format: HeaderFormat,
+    rules: &[RuleMeta],
+    decision: &Decision,
+    out: &mut Vec<(&'static str, String)>,
+) {
+    let reports = decision.reports.iter().filter_map(|report| {
+        rules
+            .get(usize::from(report.rule))
+            .map(|meta| (meta, report))
+    });
+    match format {
+        HeaderFormat::None => {}
+        HeaderFormat::Draft => {
+            let mut policy = String::new();
+            let mut state = String::new();
+            for (meta, report) in reports {
+                if !policy.is_empty() {
+                    policy.push_str(", ");
+                    state.push_str(", ");
+                }
+                policy.push_str(&meta.policy_item);
+                state.push_str(&format!(
+                    "\"{}\";r={};t={}",
+                    meta.name,
+                    report.remaining,
+                    ceil_secs(report.reset_ns)
+                ));
+            }
+            if !policy.is_empty() {
+                out.push((RATELIMIT_POLICY, policy));
+                out.push((RATELIMIT, state));
+            }
+        }
+        HeaderFormat::XRateLimit => {
+            // One set of numbers: the rule closest to (or deepest in) its
+            // limit, the one whose reset matters most on a tie.
+            if let Some((meta, report)) = reports.min_by_key(|(_, r)| most_restrictive(r)) {
+                out.push((X_RATELIMIT_LIMIT, meta.spec.max_tokens.to_string()));
+                out.push((X_RATELIMIT_REMAINING, report.remaining.to_string()));
+                out.push((X_RATELIMIT_RESET, ceil_secs(report.reset_ns).to_string()));
+            }
+        }
+    }
+}
+
+/// Sort key: denying rules first, then fewest tokens left, then the longest
+/// wait.
+fn most_restrictive(report: &RuleReport) -> (bool, u32, std::cmp::Reverse<u64>) {
+    let denying = matches!(
+        report.outcome,
+        RuleOutcome::Limited | RuleOutcome::ShadowLimited | RuleOutcome::Contention
+    );
+    (
+        !denying,
+        report.remaining,
+        std::cmp::Reverse(report.reset_ns),
+    )
+}
+
+/// The `Retry-After` value for a denied request: whole seconds until every
+/// rule that denied it has a token again, at least 1.
+pub fn retry_after(decision: &Decision) -> String {
+    ceil_secs(decision.retry_after_ns()).max(1).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limiter::Verdict;
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn metas() -> Vec<RuleMeta> {
+        vec![
+            RuleMeta::new(
+                "per_user",
+                BucketSpec {
+                    max_tokens: 100,
+                    tokens_per_fill: 100,
+                    interval_ns: 60 * SEC,
+                },
+            ),
+            RuleMeta::new(
+                "everyone",
+                BucketSpec {
+                    max_tokens: 1000,
+                    tokens_per_fill: 1000,
+                    interval_ns: SEC,
+                },
+            ),
+        ]
+    }
+
+    fn report(rule: u16, outcome: RuleOutcome, remaining: u32, reset_ns: u64) -> RuleReport {
+        RuleReport {
+            rule,
+            outcome,
+            collision: false,
+            remaining,
+            reset_ns,
+        }
+    }
+
+    fn headers(format: HeaderFormat, decision: &Decision) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        rate_limit_headers(format, &metas(), decision, &mut out);
+        out
+    }
+
+    fn admitted() -> Decision {
+        Decision {
+            verdict: Verdict::Admit,
+            reports: vec![
+                report(0, RuleOutcome::Allowed, 99, 60 * SEC),
+                report(1, RuleOutcome::Allowed, 999, SEC / 2),
+            ],
+        }
+    }
+
+    fn denied() -> Decision {
+        Decision {
+            verdict: Verdict::Deny,
+            reports: vec![
+                report(0, RuleOutcome::Limited, 0, 42 * SEC + 1),
+                report(1, RuleOutcome::NotCharged, 999, SEC / 2),
+            ],
+        }
+    }
+
+    #[test]
+    fn draft_headers_list_every_applicable_rule() {
+        assert_eq!(
+            headers(HeaderFormat::Draft, &admitted()),
+            [
+                (
+                    RATELIMIT_POLICY,
+                    r#""per_user";q=100;w=60, "everyone";q=1000;w=1"#.to_owned()
+                ),
+                (
+                    RATELIMIT,
+                    r#""per_user";r=99;t=60, "everyone";r=999;t=1"#.to_owned()
+                ),
+            ]
+        );
+        assert_eq!(
+            headers(HeaderFormat::Draft, &denied())[1].1,
+            r#""per_user";r=0;t=43, "everyone";r=999;t=1"#
+        );
+    }
+
+    #[test]
+    fn draft_window_is_the_time_to_refill_a_drained_bucket() {
+        let spec = |max, per_fill, interval_ns| BucketSpec {
+            max_tokens: max,
+            tokens_per_fill: per_fill,
+            interval_ns,
+        };
+        assert_eq!(
+            RuleMeta::new("a", spec(10, 3, SEC)).policy_item,
+            r#""a";q=10;w=4"#
+        );
+        assert_eq!(
+            RuleMeta::new("a", spec(5, 5, SEC / 2)).policy_item,
+            r#""a";q=5"#
+        );
+        assert_eq!(
+            RuleMeta::new("a", spec(4, 2, SEC / 2)).policy_item,
+            r#""a";q=4;w=1"#
+        );
+    }
+
+    #[test]
+    fn x_ratelimit_headers_describe_the_most_restrictive_rule() {
+        assert_eq!(
+            headers(HeaderFormat::XRateLimit, &admitted()),
+            [
+                (X_RATELIMIT_LIMIT, "100".to_owned()),
+                (X_RATELIMIT_REMAINING, "99".to_owned()),
+                (X_RATELIMIT_RESET, "60".to_owned()),
+            ]
+        );
+        assert_eq!(
+            headers(HeaderFormat::XRateLimit, &denied()),
+            [
+                (X_RATELIMIT_LIMIT, "100".to_owned()),
+                (X_RATELIMIT_REMAINING, "0".to_owned()),
+                (X_RATELIMIT_RESET, "43".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn none_adds_nothing_and_no_hits_add_nothing() {
+        assert!(headers(HeaderFormat::None, &denied()).is_empty());
+        assert!(headers(HeaderFormat::Draft, &Decision::default()).is_empty());
+        assert!(headers(HeaderFormat::XRateLimit, &Decision::default()).is_empty());
+    }
+
+    #[test]
+    fn retry_after_waits_for_every_denying_rule() {
+        let mut decision = denied();
+        assert_eq!(retry_after(&decision), "43");
+        decision
+            .reports
+            .push(report(1, RuleOutcome::Limited, 0, 90 * SEC));
+        assert_eq!(retry_after(&decision), "90");
+        decision.reports = vec![report(0, RuleOutcome::Limited, 0, 1)];
+        assert_eq!(retry_after(&decision), "1");
+    }
+
+    #[test]
+    fn shadow_limited_answers_report_zero_remaining() {
+        let decision = Decision {
+            verdict: Verdict::Admit,
+            reports: vec![
+                report(0, RuleOutcome::ShadowLimited, 0, 10 * SEC),
+                report(1, RuleOutcome::Allowed, 5, SEC),
+            ],
+        };
+        assert_eq!(
+            headers(HeaderFormat::XRateLimit, &decision)[1],
+            (X_RATELIMIT_REMAINING, "0".to_owned())
+        );
+    }
+}

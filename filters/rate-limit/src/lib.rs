@@ -1,0 +1,46 @@
+//! rate-limit: per-client token buckets, exact across all Envoy worker VMs,
+//! with standard rate-limit response headers.
+//!
+//! Config (JSON; the crate README is the reference): `rules`, each with a
+//! `match` (`prefix`, `path`, `method`), a `key` (the first present of a
+//! header, cookie, query parameter, `client_ip` or `path`; empty = one bucket
+//! per rule) and a `token_bucket` with Envoy's `local_ratelimit` semantics;
+//! `client_ip.xff_num_trusted_hops` as in Envoy's connection manager;
+//! `response` (status, body, header format `draft`/`x-ratelimit`/`none`,
+//! `retry_after`); `shadow_mode`; `max_keys` slots per rule; `on_contention`.
+//! A request is admitted only if every applicable rule has a token, and a
+//! denied request takes no token from any rule.
+//!
+//! Counters, per rule: `rate_limit.<rule>.allowed`, `.limited`,
+//! `.shadow_limited`, `.contention`, `.slot_shared`.
+//!
+//! Layout: [`config`] validates, [`rules`] matches requests and hashes keys
+//! into slots, [`bucket`] is the token-bucket arithmetic, [`limiter`] makes
+//! the two-phase CAS decision over shared data, [`headers`] formats the
+//! answers, [`stats`] names the counters, and `filter` is the proxy-wasm glue.
+#![forbid(unsafe_code)]
+
+pub mod bucket;
+pub mod config;
+pub mod headers;
+pub mod limiter;
+pub mod rules;
+pub mod stats;
+
+#[cfg(target_arch = "wasm32")]
+mod filter;
+
+/// The Wasm entry point (`_initialize`): log level, panic hook, root context.
+#[cfg(target_arch = "wasm32")]
+#[allow(missing_docs)] // the SDK macro's exported function carries no doc
+mod entry {
+    proxy_wasm::main! {{
+        // set_log_level installs the SDK's own panic hook on first use, so
+        // ours goes in after it.
+        proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+        filter_common::panic_hook::install("rate-limit");
+        proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+            Box::new(crate::filter::RateLimitRoot::default())
+        });
+    }}
+}
