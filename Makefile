@@ -9,7 +9,7 @@ TARGET_DIR  := $(or $(CARGO_TARGET_DIR),target)
 WASM_OUT    := $(TARGET_DIR)/$(WASM_TARGET)/release
 
 # Filter crates shipped to users: dist/filters/<crate_name>.wasm.
-FILTERS  := security_headers metrics rate_limit canary_router
+FILTERS  := security_headers metrics rate_limit canary_router jwt_auth
 # Test-only filters that prove host-test's ABI: dist/fixtures/<name>.wasm.
 FIXTURES := conformance noop
 

@@ -1,0 +1,51 @@
+//! jwt-auth: Envoy jwt_authn-compatible JWT validation as a proxy-wasm
+//! filter. Takes jwt_authn's `JwtAuthentication` config (JSON mapping; the
+//! supported subset is in the crate README), extracts tokens from headers,
+//! query parameters or cookies, verifies RS/PS/ES/HS/EdDSA signatures
+//! against local or remote JWKS, checks issuer, audiences, time and
+//! lifetime, and answers failures with jwt_authn's status, body and
+//! `WWW-Authenticate`. Extensions: `claim_rules` (403 unless claims match)
+//! and `max_jwt_bytes`. Remote JWKS are fetched at start (requests wait),
+//! refreshed after `cache_duration`, re-fetched on an unknown `kid` (at most
+//! every 30 s), and the last good set is kept when a fetch fails.
+//! Verified tokens are cached across worker VMs in shared data.
+//!
+//! Counters: see [`stats`].
+//!
+//! Layout (jwt_authn's split): [`config`] validates, [`extract`] finds
+//! tokens, [`jwt`] parses them, [`jwks`] parses key sets once, [`crypto`]
+//! verifies signatures, [`auth`] is the pure decision, [`claims`] renders
+//! and checks claims, [`cache`] is the shared-data cache scheme,
+//! [`status`] holds jwt_verify_lib's messages, and `filter` is the
+//! proxy-wasm glue.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod cache;
+pub mod claims;
+pub mod config;
+pub mod crypto;
+pub mod extract;
+pub mod jwks;
+pub mod jwt;
+pub mod matcher;
+pub mod stats;
+pub mod status;
+
+#[cfg(target_arch = "wasm32")]
+mod filter;
+
+/// The Wasm entry point (`_initialize`): log level, panic hook, root context.
+#[cfg(target_arch = "wasm32")]
+#[allow(missing_docs)] // the SDK macro's exported function carries no doc
+mod entry {
+    proxy_wasm::main! {{
+        // set_log_level installs the SDK's own panic hook on first use, so
+        // ours goes in after it.
+        proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+        filter_common::panic_hook::install("jwt-auth");
+        proxy_wasm::set_root_context(|context_id| -> Box<dyn proxy_wasm::traits::RootContext> {
+            Box::new(crate::filter::JwtAuthRoot::new(context_id))
+        });
+    }}
+}

@@ -1,0 +1,520 @@
+//! The shipped jwt_auth.wasm under host-test: responses, headers, JWKS
+//! fetch paths, the cross-worker cache and the virtual clock. Tokens are
+//! minted here from keys generated here; the RFC 7515 A.2 token is the
+//! one fixed vector (its `exp` is 2011, so the wall clock is set to then).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use host_test::{ClusterMock, FilterSpec, Host, MockResponse, Request};
+use rsa::pkcs1v15::SigningKey;
+use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer};
+use rsa::traits::PublicKeyParts;
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+const WASM: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../dist/filters/jwt_auth.wasm"
+);
+/// Virtual wall clock used by most tests: 2026-01-01T00:00:00Z (host-test's default).
+const NOW: u64 = 1_767_225_600;
+
+fn wasm() -> &'static str {
+    assert!(
+        std::path::Path::new(WASM).exists(),
+        "{WASM} is missing: run `make build` (or build jwt-auth for wasm32-wasip1 and copy it to dist/filters)"
+    );
+    WASM
+}
+
+/// One RSA key per test binary: generation is the slow part.
+fn rsa_key() -> &'static rsa::RsaPrivateKey {
+    static KEY: std::sync::OnceLock<rsa::RsaPrivateKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap())
+}
+
+fn rsa_jwk(kid: &str) -> Value {
+    let public = rsa_key().to_public_key();
+    json!({"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
+           "n": B64.encode(public.n().to_bytes_be()), "e": B64.encode(public.e().to_bytes_be())})
+}
+
+fn jwks(keys: &[Value]) -> String {
+    json!({ "keys": keys }).to_string()
+}
+
+fn signing_input(header: &Value, claims: &Value) -> String {
+    format!(
+        "{}.{}",
+        B64.encode(header.to_string()),
+        B64.encode(claims.to_string())
+    )
+}
+
+fn rs256(kid: &str, claims: &Value) -> String {
+    let input = signing_input(&json!({"alg": "RS256", "kid": kid}), claims);
+    let sig = SigningKey::<Sha256>::new(rsa_key().clone()).sign(input.as_bytes());
+    format!("{input}.{}", B64.encode(sig.to_bytes()))
+}
+
+fn claims(extra: Value) -> Value {
+    let mut base =
+        json!({"iss": "https://idp.example", "aud": "api", "sub": "alice", "exp": NOW + 3600});
+    if let (Some(base), Some(extra)) = (base.as_object_mut(), extra.as_object()) {
+        base.extend(extra.clone());
+    }
+    base
+}
+
+fn local_config(provider_extra: Value, keys: &[Value]) -> String {
+    let mut provider = json!({
+        "issuer": "https://idp.example",
+        "audiences": ["api"],
+        "local_jwks": {"inline_string": jwks(keys)},
+        "claim_to_headers": [{"header_name": "x-jwt-sub", "claim_name": "sub"}],
+    });
+    provider
+        .as_object_mut()
+        .unwrap()
+        .extend(provider_extra.as_object().unwrap().clone());
+    json!({
+        "providers": {"idp": provider},
+        "rules": [
+            {"match": {"prefix": "/health"}},
+            {"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}
+        ]
+    })
+    .to_string()
+}
+
+fn remote_config(extra: Value) -> String {
+    let mut remote = json!({
+        "http_uri": {"uri": "https://idp.example/.well-known/jwks.json", "cluster": "jwks", "timeout": "5s"},
+        "cache_duration": "300s"
+    });
+    remote
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    json!({
+        "providers": {"idp": {"issuer": "https://idp.example", "remote_jwks": remote}},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}]
+    })
+    .to_string()
+}
+
+fn host(config: &str, workers: u32) -> Host {
+    let mut host = Host::with_workers(workers).unwrap();
+    host.add_filter(FilterSpec::file("jwt", wasm()).config(config.as_bytes().to_vec()))
+        .unwrap();
+    host
+}
+
+fn jwks_cluster(body: &str) -> ClusterMock {
+    ClusterMock {
+        response: MockResponse::with_status(200)
+            .header("content-type", "application/json")
+            .body(body),
+        ..ClusterMock::default()
+    }
+}
+
+fn get(path: &str, token: &str) -> Request {
+    Request::get(path).header("authorization", format!("Bearer {token}"))
+}
+
+#[test]
+fn valid_rs256_token_passes_with_claim_header_and_without_the_token() {
+    let mut host = host(&local_config(json!({}), &[rsa_jwk("k1")]), 1);
+    let exchange = host.send(get("/api", &rs256("k1", &claims(json!({})))));
+    assert_eq!(exchange.status, 200, "{exchange:?}");
+    let upstream = exchange.upstream.unwrap();
+    assert_eq!(upstream.header("x-jwt-sub").as_deref(), Some("alice"));
+    assert_eq!(upstream.header("authorization"), None);
+    assert_eq!(host.metric("jwt_auth.allowed"), Some(1));
+}
+
+#[test]
+fn failures_answer_like_jwt_authn() {
+    let mut host = host(&local_config(json!({}), &[rsa_jwk("k1")]), 1);
+    let missing = host.send(Request::get("/api?x=1"));
+    assert_eq!(missing.status, 401);
+    assert_eq!(String::from_utf8_lossy(&missing.body), "Jwt is missing");
+    assert_eq!(
+        missing.header("www-authenticate").as_deref(),
+        Some("Bearer realm=\"http://example.com/api?x=1\"")
+    );
+
+    let mut forged = rs256("k1", &claims(json!({})));
+    forged.push('A');
+    let bad = host.send(get("/api", &forged));
+    assert_eq!(bad.status, 401);
+    assert_eq!(
+        bad.header("www-authenticate").as_deref(),
+        Some("Bearer realm=\"http://example.com/api\", error=\"invalid_token\"")
+    );
+
+    let wrong_aud = host.send(get("/api", &rs256("k1", &claims(json!({"aud": "other"})))));
+    assert_eq!(wrong_aud.status, 403);
+    assert_eq!(
+        String::from_utf8_lossy(&wrong_aud.body),
+        "Audiences in Jwt are not allowed"
+    );
+
+    let wrong_iss = host.send(get(
+        "/api",
+        &rs256("k1", &claims(json!({"iss": "https://evil"}))),
+    ));
+    assert_eq!(
+        (
+            wrong_iss.status,
+            String::from_utf8_lossy(&wrong_iss.body).into_owned()
+        ),
+        (401, "Jwt issuer is not configured".into())
+    );
+
+    let unknown_kid = host.send(get("/api", &rs256("k9", &claims(json!({})))));
+    assert_eq!(
+        String::from_utf8_lossy(&unknown_kid.body),
+        "Jwks doesn't have key to match kid or alg from Jwt"
+    );
+
+    let none = format!(
+        "{}.",
+        signing_input(&json!({"alg": "none"}), &claims(json!({})))
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&host.send(get("/api", &none)).body),
+        "Jwt header [alg] is not supported"
+    );
+
+    assert_eq!(host.send(Request::get("/health")).status, 200);
+    assert_eq!(host.metric("jwt_auth.denied"), Some(6));
+    assert_eq!(host.metric("jwt_auth.allowed"), Some(1));
+}
+
+#[test]
+fn rfc7515_a2_token_verifies_until_its_exp_plus_skew() {
+    // RFC 7515 A.2: iss "joe", exp 1300819380, RS256.
+    const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe77Rw";
+    const N: &str = "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ";
+    let config = json!({
+        "providers": {"rfc": {"issuer": "joe", "local_jwks": {"inline_string": jwks(&[json!({"kty": "RSA", "n": N, "e": "AQAB"})])}}},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "rfc"}}]
+    });
+    let mut host = host(&config.to_string(), 1);
+    host.set_wall_clock((1_300_819_380 + 60) * 1_000_000_000);
+    assert_eq!(host.send(get("/", TOKEN)).status, 200);
+    host.advance(Duration::from_secs(1));
+    let late = host.send(get("/", TOKEN));
+    assert_eq!(
+        (
+            late.status,
+            String::from_utf8_lossy(&late.body).into_owned()
+        ),
+        (401, "Jwt is expired".into())
+    );
+}
+
+#[test]
+fn clock_skew_edges_follow_the_virtual_clock() {
+    let mut host = host(
+        &local_config(json!({"clock_skew_seconds": 10}), &[rsa_jwk("k1")]),
+        1,
+    );
+    let token = rs256("k1", &claims(json!({"exp": NOW + 5, "nbf": NOW + 10})));
+    assert_eq!(host.send(get("/", &token)).status, 200, "nbf within skew");
+    host.advance(Duration::from_secs(15));
+    assert_eq!(
+        host.send(get("/", &token)).status,
+        200,
+        "exp + skew is the last second"
+    );
+    host.advance(Duration::from_secs(1));
+    assert_eq!(host.send(get("/", &token)).status, 401);
+    let early = rs256("k1", &claims(json!({"nbf": NOW + 100})));
+    assert_eq!(
+        String::from_utf8_lossy(&host.send(get("/", &early)).body),
+        "Jwt not yet valid"
+    );
+}
+
+#[test]
+fn tokens_are_found_in_configured_places_only() {
+    let config = local_config(
+        json!({"from_headers": [{"name": "x-token", "value_prefix": "Token "}], "from_params": ["jwt"], "from_cookies": ["session"], "forward": false}),
+        &[rsa_jwk("k1")],
+    );
+    let mut host = host(&config, 1);
+    let token = rs256("k1", &claims(json!({})));
+    let by_header = host.send(Request::get("/").header("x-token", format!("Token {token}")));
+    assert_eq!(by_header.status, 200);
+    assert_eq!(by_header.upstream.unwrap().header("x-token"), None);
+    let by_param = host.send(Request::get(&format!("/p?jwt={token}&keep=1")));
+    assert_eq!(by_param.status, 200);
+    assert_eq!(
+        by_param.upstream.unwrap().header(":path").as_deref(),
+        Some("/p?keep=1")
+    );
+    let by_cookie = host.send(Request::get("/").header("cookie", format!("a=b; session={token}")));
+    assert_eq!(by_cookie.status, 200);
+    // Configured locations replace the defaults.
+    assert_eq!(host.send(get("/", &token)).status, 401);
+}
+
+#[test]
+fn forward_keeps_the_token_and_payload_header_carries_the_payload() {
+    let config = local_config(
+        json!({"forward": true, "forward_payload_header": "x-jwt-payload"}),
+        &[rsa_jwk("k1")],
+    );
+    let mut host = host(&config, 1);
+    let token = rs256("k1", &claims(json!({})));
+    let upstream = host
+        .send(get("/", &token).header("x-jwt-payload", "spoofed"))
+        .upstream
+        .unwrap();
+    assert_eq!(
+        upstream.header("authorization"),
+        Some(format!("Bearer {token}"))
+    );
+    assert_eq!(
+        upstream.header("x-jwt-payload").as_deref(),
+        token.split('.').nth(1)
+    );
+}
+
+#[test]
+fn claim_rules_deny_with_403() {
+    let mut config: Value =
+        serde_json::from_str(&local_config(json!({}), &[rsa_jwk("k1")])).unwrap();
+    config["claim_rules"] =
+        json!([{"match": {"prefix": "/admin"}, "claims": {"roles": ["admin"]}}]);
+    let mut host = host(&config.to_string(), 1);
+    let user = rs256("k1", &claims(json!({"roles": ["dev"]})));
+    let admin = rs256("k1", &claims(json!({"roles": ["dev", "admin"]})));
+    assert_eq!(host.send(get("/admin/x", &user)).status, 403);
+    assert_eq!(host.send(get("/admin/x", &admin)).status, 200);
+    assert_eq!(host.send(get("/other", &user)).status, 200);
+}
+
+#[test]
+fn remote_jwks_requests_wait_for_a_slow_first_fetch() {
+    let mut host = Host::new().unwrap();
+    host.set_cluster(
+        "jwks",
+        ClusterMock {
+            delay: Duration::from_secs(2),
+            ..jwks_cluster(&jwks(&[rsa_jwk("k1")]))
+        },
+    );
+    host.add_filter(FilterSpec::file("jwt", wasm()).config(remote_config(json!({}))))
+        .unwrap();
+    let exchange = host.send(get("/", &rs256("k1", &claims(json!({})))));
+    assert_eq!(exchange.status, 200, "{exchange:?}");
+    assert_eq!(host.metric("jwt_auth.jwks_fetch_success"), Some(1));
+}
+
+#[test]
+fn failing_fetch_fails_closed_and_recovers_on_retry() {
+    for mock in [
+        ClusterMock {
+            reset: true,
+            ..ClusterMock::default()
+        },
+        ClusterMock {
+            response: MockResponse::with_status(500),
+            ..ClusterMock::default()
+        },
+    ] {
+        let mut host = Host::new().unwrap();
+        host.set_cluster("jwks", mock);
+        host.add_filter(FilterSpec::file("jwt", wasm()).config(remote_config(json!({}))))
+            .unwrap();
+        let token = rs256("k1", &claims(json!({})));
+        let exchange = host.send(get("/", &token));
+        assert_eq!(
+            (
+                exchange.status,
+                String::from_utf8_lossy(&exchange.body).into_owned()
+            ),
+            (401, "Jwks remote fetch is failed".into())
+        );
+        assert!(host.metric("jwt_auth.jwks_fetch_failed").unwrap() >= 1);
+        host.set_cluster("jwks", jwks_cluster(&jwks(&[rsa_jwk("k1")])));
+        host.advance(Duration::from_secs(2)); // failed_refetch_duration default 1s
+        assert_eq!(host.send(get("/", &token)).status, 200);
+    }
+}
+
+#[test]
+fn garbage_or_failed_refresh_keeps_the_last_good_keys() {
+    let mut host = Host::new().unwrap();
+    host.set_cluster("jwks", jwks_cluster(&jwks(&[rsa_jwk("k1")])));
+    host.add_filter(
+        FilterSpec::file("jwt", wasm()).config(remote_config(json!({"cache_duration": "10s"}))),
+    )
+    .unwrap();
+    let token = rs256("k1", &claims(json!({})));
+    assert_eq!(host.send(get("/", &token)).status, 200);
+    host.set_cluster("jwks", jwks_cluster("<html>not json</html>"));
+    host.advance(Duration::from_secs(11));
+    assert!(host.metric("jwt_auth.jwks_fetch_failed").unwrap() >= 1);
+    assert_eq!(host.send(get("/", &token)).status, 200);
+    host.set_cluster("jwks", jwks_cluster(&"x".repeat(300 * 1024)));
+    host.advance(Duration::from_secs(11));
+    assert_eq!(host.send(get("/", &token)).status, 200);
+}
+
+#[test]
+fn unknown_kid_refetches_at_most_every_30_seconds() {
+    let mut host = Host::new().unwrap();
+    host.set_cluster("jwks", jwks_cluster(&jwks(&[rsa_jwk("old")])));
+    host.add_filter(FilterSpec::file("jwt", wasm()).config(remote_config(json!({}))))
+        .unwrap();
+    assert_eq!(
+        host.send(get("/", &rs256("old", &claims(json!({})))))
+            .status,
+        200
+    );
+    // The IdP rotates; within 30 s of the last fetch the new kid is refused.
+    host.set_cluster("jwks", jwks_cluster(&jwks(&[rsa_jwk("new")])));
+    let rotated = rs256("new", &claims(json!({})));
+    assert_eq!(host.send(get("/", &rotated)).status, 401);
+    host.advance(Duration::from_secs(31));
+    let exchange = host.send(get("/", &rotated));
+    assert_eq!(exchange.status, 200, "{exchange:?}");
+    assert_eq!(host.metric("jwt_auth.jwks_fetch_success"), Some(2));
+}
+
+#[test]
+fn verified_tokens_are_cached_across_workers() {
+    let mut host = host(
+        &local_config(
+            json!({"jwt_cache_config": {"jwt_cache_size": 10}}),
+            &[rsa_jwk("k1")],
+        ),
+        2,
+    );
+    let token = rs256("k1", &claims(json!({})));
+    assert_eq!(host.send(get("/", &token).on_worker(0)).status, 200);
+    assert_eq!(host.send(get("/", &token).on_worker(1)).status, 200);
+    assert_eq!(host.metric("jwt_auth.jwt_cache_miss"), Some(1));
+    assert_eq!(host.metric("jwt_auth.jwt_cache_hit"), Some(1));
+}
+
+#[test]
+fn unsupported_and_unknown_fields_fail_configuration() {
+    for (config, needle) in [
+        (
+            json!({"providers": {}, "requirement_map": {}}),
+            "requirement_map",
+        ),
+        (
+            json!({"providers": {"p": {"payload_in_metadata": "x", "local_jwks": {"inline_string": "{}"}}}}),
+            "payload_in_metadata",
+        ),
+        (json!({"providers": {}, "rulez": []}), "rulez"),
+    ] {
+        let mut host = Host::new().unwrap();
+        let err = host
+            .add_filter(FilterSpec::file("jwt", wasm()).config(config.to_string()))
+            .unwrap_err();
+        assert!(format!("{err}").contains(needle), "{err}");
+    }
+}
+
+#[test]
+fn other_algorithms_verify_end_to_end() {
+    use ed25519_dalek::Signer as _;
+    let ed = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let ec = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+    let ec_point = ec.verifying_key().to_encoded_point(false);
+    let secret = b"an hmac secret generated for this test only";
+    let keys = [
+        json!({"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": B64.encode(ed.verifying_key().as_bytes())}),
+        json!({"kty": "EC", "crv": "P-256", "kid": "ec", "x": B64.encode(ec_point.x().unwrap()), "y": B64.encode(ec_point.y().unwrap())}),
+        json!({"kty": "oct", "kid": "hs", "k": B64.encode(secret)}),
+        rsa_jwk("ps")
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| *k != "alg")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    ];
+    let mut host = host(&local_config(json!({}), &keys), 1);
+    let c = claims(json!({}));
+
+    let input = signing_input(&json!({"alg": "EdDSA", "kid": "ed"}), &c);
+    let eddsa = format!(
+        "{input}.{}",
+        B64.encode(ed.sign(input.as_bytes()).to_bytes())
+    );
+
+    let input = signing_input(&json!({"alg": "ES256", "kid": "ec"}), &c);
+    let sig: p256::ecdsa::Signature = ec.sign(input.as_bytes());
+    let es256 = format!("{input}.{}", B64.encode(sig.to_bytes()));
+
+    let input = signing_input(&json!({"alg": "HS256", "kid": "hs"}), &c);
+    let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(secret).unwrap();
+    hmac::Mac::update(&mut mac, input.as_bytes());
+    let hs256 = format!(
+        "{input}.{}",
+        B64.encode(hmac::Mac::finalize(mac).into_bytes())
+    );
+
+    let input = signing_input(&json!({"alg": "PS256", "kid": "ps"}), &c);
+    let pss = rsa::pss::BlindedSigningKey::<Sha256>::new(rsa_key().clone());
+    let ps256 = format!(
+        "{input}.{}",
+        B64.encode(
+            pss.sign_with_rng(&mut rand::thread_rng(), input.as_bytes())
+                .to_bytes()
+        )
+    );
+
+    for (name, token) in [
+        ("EdDSA", eddsa),
+        ("ES256", es256),
+        ("HS256", hs256),
+        ("PS256", ps256),
+    ] {
+        let exchange = host.send(get("/", &token));
+        assert_eq!(
+            exchange.status,
+            200,
+            "{name}: {}",
+            String::from_utf8_lossy(&exchange.body)
+        );
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+    #[test]
+    fn random_authorization_bytes_never_trap(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+        thread_local! {
+            static HOST: std::cell::RefCell<Host> = std::cell::RefCell::new(host(&local_config(json!({}), &[rsa_jwk("k1")]), 1));
+        }
+        HOST.with(|h| {
+            let mut h = h.borrow_mut();
+            let mut with_prefix = b"Bearer ".to_vec();
+            with_prefix.extend_from_slice(&bytes);
+            for value in [bytes.clone(), with_prefix] {
+                let exchange = h.send(Request::get("/").header("authorization", &value));
+                assert_eq!(exchange.status, 401, "{exchange:?}");
+                assert!(exchange.failures.is_empty(), "{:?}", exchange.failures);
+            }
+        });
+    }
+}
