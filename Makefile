@@ -89,7 +89,7 @@ bench: build fixtures
 	$(CARGO) bench -p benches
 
 ## bench-envoy: filters vs no filter vs native header_mutation in a real Envoy
-## (5 interleaved rounds x 5 configs x 3 s, about 2 minutes)
+## (5 interleaved rounds x 7 configs x 3 s, about 2 minutes; --only id,... picks configs)
 bench-envoy: build fixtures envoy
 	$(CARGO) bench -p e2e --bench envoy-bench -- --rounds 5 --seconds 3
 

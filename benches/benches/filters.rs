@@ -4,14 +4,20 @@
 //! without the Wasm boundary.
 #![forbid(unsafe_code)]
 
+use std::collections::HashMap;
 use std::hint::black_box;
+use std::net::IpAddr;
 use std::time::Duration;
 
-use benches::{or_exit, Case, METRICS_CONFIG, SECURITY_HEADERS_CONFIG};
+use benches::{or_exit, Case, METRICS_CONFIG, RATE_LIMIT_CONFIG, SECURITY_HEADERS_CONFIG};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use metrics::labels::{Labeler, RequestFacts};
 use metrics::registry::{MetricSink, Observation, Registry};
 use metrics::stats::MetricKind;
+use rate_limit::bucket::{BucketSpec, BucketState};
+use rate_limit::headers::{rate_limit_headers, RuleMeta};
+use rate_limit::limiter::{Decision, Limiter, LocalLimiter, SetError, SharedStore, Verdict};
+use rate_limit::rules::RequestView;
 use security_headers::harden::{harden, is_https, Plan};
 
 /// Each case's full lifecycle through host-test.
@@ -52,6 +58,47 @@ impl MetricSink for CountingSink {
     fn record(&mut self, id: u32, value: u64) {
         black_box((id, value));
         self.calls += 1;
+    }
+}
+
+/// Shared data as a map with CAS stamps, standing in for the host's
+/// `proxy_get_shared_data` / `proxy_set_shared_data` (the values are copied
+/// out and in, as across the Wasm boundary).
+#[derive(Default)]
+struct MapStore {
+    map: HashMap<String, (Vec<u8>, u32)>,
+}
+
+impl SharedStore for MapStore {
+    fn get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.map.get(key).cloned()
+    }
+    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
+        match self.map.get_mut(key) {
+            Some((_, stamp)) if cas != 0 && cas != *stamp => Err(SetError::CasMismatch),
+            Some((stored, stamp)) => {
+                stored.clear();
+                stored.extend_from_slice(value);
+                *stamp += 1;
+                Ok(())
+            }
+            None => {
+                self.map.insert(key.to_owned(), (value.to_vec(), 1));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The bench request as the rules see it: an `x-user` header, a peer address.
+struct BenchRequest;
+
+impl RequestView for BenchRequest {
+    fn header(&mut self, name: &str) -> Option<Vec<u8>> {
+        (name == "x-user").then(|| b"bench-client".to_vec())
+    }
+    fn client_ip(&mut self) -> Option<IpAddr> {
+        Some(IpAddr::from([127, 0, 0, 1]))
     }
 }
 
@@ -117,6 +164,65 @@ fn native_cores(c: &mut Criterion) {
     });
     black_box(sink.calls);
 
+    // rate-limit's request path without the host: match and key the rule,
+    // the two-phase decision against the map (one get, one CAS set), and the
+    // draft headers, with the filter's reused scratch buffers.
+    let config = or_exit(
+        rate_limit::config::validate(RATE_LIMIT_CONFIG.as_bytes()),
+        "rate-limit config",
+    );
+    let plan = rate_limit::rules::Plan::new(&config);
+    let specs: Vec<(String, BucketSpec)> = config
+        .rules
+        .iter()
+        .map(|rule| (rule.name.clone(), BucketSpec::from(rule.bucket)))
+        .collect();
+    let metas: Vec<RuleMeta> = specs
+        .iter()
+        .map(|(name, spec)| RuleMeta::new(name, *spec))
+        .collect();
+    let mut limiter = LocalLimiter::new(
+        specs.iter().cloned(),
+        config.shadow_mode,
+        config.on_contention,
+        MapStore::default(),
+    );
+    let mut hits = Vec::with_capacity(1);
+    let mut decision = Decision::default();
+    let mut now_ns: u64 = 1_000_000_000;
+    group.bench_function("rate_limit_decide", |b| {
+        b.iter(|| {
+            hits.clear();
+            let mut view = BenchRequest;
+            plan.hits(
+                black_box(Some(b"/api/users/42".as_slice())),
+                None,
+                &mut view,
+                &mut hits,
+            );
+            now_ns += 1000;
+            limiter.decide(&hits, now_ns, &mut decision);
+            let mut headers = Vec::with_capacity(2);
+            rate_limit_headers(config.headers, &metas, &decision, &mut headers);
+            black_box(headers)
+        });
+    });
+    if decision.verdict != Verdict::Admit {
+        benches::fail("rate_limit_decide: the bucket ran dry; the bench measured the deny path");
+    }
+    // The bucket arithmetic alone: refill a partly used bucket to "now".
+    let spec = BucketSpec::from(config.rules.first().map_or_else(
+        || benches::fail("rate-limit config has no rule"),
+        |rule| rule.bucket,
+    ));
+    let state = BucketState {
+        tokens: 5,
+        last_fill_ns: 1_000,
+    };
+    group.bench_function("rate_limit_bucket_refill", |b| {
+        b.iter(|| black_box(spec.refill(black_box(state), black_box(7_200_000_001_000))));
+    });
+
     // on_configure's work, paid once per VM.
     group.bench_function("security_headers_configure", |b| {
         b.iter(|| {
@@ -129,6 +235,12 @@ fn native_cores(c: &mut Criterion) {
         b.iter(|| {
             let config = metrics::config::validate(black_box(METRICS_CONFIG.as_bytes()));
             black_box(config.map(|c| Labeler::new(&c)))
+        });
+    });
+    group.bench_function("rate_limit_configure", |b| {
+        b.iter(|| {
+            let config = rate_limit::config::validate(black_box(RATE_LIMIT_CONFIG.as_bytes()));
+            black_box(config.map(|c| rate_limit::rules::Plan::new(&c)))
         });
     });
     group.finish();

@@ -31,6 +31,14 @@ pub const METRICS_CONFIG: &str = r#"{
   "max_label_value_len": 64
 }"#;
 
+/// rate-limit: one rule keyed on the `x-user` header, a bucket of 10^9
+/// tokens that no bench run drains (every request takes the admit path: one
+/// shared-data read and one CAS write), `draft` headers on every answer.
+/// The same config as the Envoy side-by-side bench (`tests/e2e`).
+pub const RATE_LIMIT_CONFIG: &str = r#"{"rules":[{"name":"per_client","key":[{"header":"x-user"}],
+"token_bucket":{"max_tokens":1000000000,"tokens_per_fill":1,"fill_interval":"3600s"}}],
+"response":{"headers":"draft"}}"#;
+
 /// A measured filter case: which module, which config, what traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Case {
@@ -41,11 +49,18 @@ pub enum Case {
     SecurityHeaders,
     /// metrics, README example config, every dimension on.
     Metrics,
+    /// rate-limit, [`RATE_LIMIT_CONFIG`], one client.
+    RateLimit,
 }
 
 impl Case {
     /// Every case, baseline first.
-    pub const ALL: [Case; 3] = [Case::Noop, Case::SecurityHeaders, Case::Metrics];
+    pub const ALL: [Case; 4] = [
+        Case::Noop,
+        Case::SecurityHeaders,
+        Case::Metrics,
+        Case::RateLimit,
+    ];
 
     /// Short name used as the bench id and on the driver's command line.
     pub fn name(self) -> &'static str {
@@ -53,6 +68,7 @@ impl Case {
             Case::Noop => "noop",
             Case::SecurityHeaders => "security_headers",
             Case::Metrics => "metrics",
+            Case::RateLimit => "rate_limit",
         }
     }
 
@@ -67,6 +83,7 @@ impl Case {
             Case::Noop => "fixtures/noop.wasm",
             Case::SecurityHeaders => "filters/security_headers.wasm",
             Case::Metrics => "filters/metrics.wasm",
+            Case::RateLimit => "filters/rate_limit.wasm",
         }
     }
 
@@ -76,6 +93,7 @@ impl Case {
             Case::Noop => "",
             Case::SecurityHeaders => SECURITY_HEADERS_CONFIG,
             Case::Metrics => METRICS_CONFIG,
+            Case::RateLimit => RATE_LIMIT_CONFIG,
         }
     }
 
@@ -85,13 +103,14 @@ impl Case {
             Case::Noop => Request::get("/"),
             Case::SecurityHeaders => Request::get("/").header(":scheme", "https"),
             Case::Metrics => Request::get("/api/users/42").header("x-canary-version", "v2"),
+            Case::RateLimit => Request::get("/api/users/42").header("x-user", "bench-client"),
         }
     }
 
     /// The upstream's answer.
     pub fn upstream(self) -> MockResponse {
         let headers = match self {
-            Case::Noop | Case::Metrics => vec![("content-type", "text/plain")],
+            Case::Noop | Case::Metrics | Case::RateLimit => vec![("content-type", "text/plain")],
             Case::SecurityHeaders => vec![
                 ("content-type", "text/html; charset=utf-8"),
                 ("server", "nginx/1.25.3"),
@@ -136,6 +155,10 @@ impl Case {
                     exchange.header("x-content-type-options").is_some()
                         && exchange.header("server").is_none()
                 }
+                // Admitted, and the draft headers say a token was taken.
+                Case::RateLimit => exchange
+                    .header("ratelimit")
+                    .is_some_and(|v| v.contains(";r=99999999")),
                 Case::Noop | Case::Metrics => true,
             };
             if exchange.status != 200 || !exchange.failures.is_empty() || !header_ok {

@@ -1,9 +1,10 @@
 //! Side-by-side cost of the filters inside a real Envoy.
 //!
 //! Envoy runs with one worker, answering a `direct_response` route (no
-//! upstream), so the filter chain is most of the per-request work. Five
-//! configurations run in interleaved rounds (A B C D E, A B C D E, ...) so
-//! drift in the machine's speed spreads over all of them:
+//! upstream), so the filter chain is most of the per-request work. The
+//! configurations run in interleaved rounds (A B C ..., A B C ..., ...) so
+//! drift in the machine's speed spreads over all of them; `--only` picks a
+//! subset (by the ids in brackets) to keep a run short:
 //!
 //! - `none`: no HTTP filter but the router;
 //! - `noop`: the `noop` fixture Wasm filter (the Wasm per-stream floor);
@@ -11,7 +12,15 @@
 //! - `header-mutation`: native `envoy.filters.http.header_mutation` adding the
 //!   owasp profile's headers (if absent) and removing its leak list: the
 //!   native twin of the line above;
-//! - `metrics`: the shipped filter with the README's complete example config.
+//! - `metrics`: the shipped filter with the README's complete example config;
+//! - `rate-limit`: the shipped filter, one rule keyed on the request's
+//!   `x-user` header, a bucket of 10^9 tokens (never empty during a run, so
+//!   every request takes the admit path: one shared-data get and one CAS
+//!   set), `draft` headers on every answer;
+//! - `local-ratelimit`: native `envoy.filters.http.local_ratelimit` with the
+//!   same per-`x-user` bucket (a wildcard descriptor fed by a
+//!   `request_headers` action) and `x-ratelimit-*` headers on every answer:
+//!   the native twin of the line above.
 //!
 //! Load: one keep-alive HTTP/1.1 connection from this process, one request in
 //! flight, for `--seconds` (default 3) or `--max-requests`, whichever comes
@@ -45,7 +54,8 @@
 //! not in the headline, which counts Envoy's CPU only.
 //!
 //! Usage: `cargo bench -p e2e --bench envoy-bench -- [--rounds N] [--seconds S]
-//! [--warmup N] [--max-requests N] [--no-pin]` (`make bench-envoy`).
+//! [--warmup N] [--max-requests N] [--no-pin] [--only id,id,...]`
+//! (`make bench-envoy` runs them all).
 
 use std::collections::BTreeMap;
 use std::process::{Command, ExitCode};
@@ -61,11 +71,25 @@ const METRICS_CONFIG: &str = r#"{"prefix":"mesh","dimensions":{"method":true,"re
 "route":{"prefixes":["/api","/admin","/health"],"default":"other"}},
 "histogram_buckets_ms":[0.5,1,5,10,25,50,100,250,500,1000,2500,5000,10000],"max_label_value_len":64}"#;
 
+/// The rate-limit filter's bench config: one per-client rule whose bucket
+/// (10^9 tokens, one more per hour) cannot run dry within a run (at most
+/// `--max-requests` + warm-up requests per Envoy), so every request is
+/// admitted. One token per fill rather than a big refill: Envoy's
+/// local_ratelimit refills continuously (tokens_per_fill / fill_interval per
+/// second), so a big refill would keep its bucket at the brim and the
+/// pre-run check could not see a token being taken.
+const RATE_LIMIT_CONFIG: &str = r#"{"rules":[{"name":"per_client","key":[{"header":"x-user"}],
+"token_bucket":{"max_tokens":1000000000,"tokens_per_fill":1,"fill_interval":"3600s"}}],
+"response":{"headers":"draft"}}"#;
+/// The bucket both rate limiters give each `x-user`.
+const RATE_LIMIT_TOKENS: u32 = 1_000_000_000;
+
 /// Above this much other CPU (% of one core) during a run, the summary warns.
 const NOISY_LOAD_PCT: f64 = 10.0;
 
 const REQUEST: &[u8] = b"GET /api/users HTTP/1.1\r\nhost: example.com\r\n\
-x-forwarded-proto: https\r\nx-canary-version: v2\r\nuser-agent: envoy-bench\r\n\r\n";
+x-forwarded-proto: https\r\nx-canary-version: v2\r\nx-user: bench-client\r\n\
+user-agent: envoy-bench\r\n\r\n";
 
 struct Settings {
     rounds: usize,
@@ -74,6 +98,8 @@ struct Settings {
     max_requests: usize,
     /// CPU that Envoy and the client share, or `None` to let them float.
     pin: Option<usize>,
+    /// The configurations to run, in [`CASES`] order.
+    cases: Vec<Case>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -83,14 +109,18 @@ enum Case {
     SecurityHeaders,
     HeaderMutation,
     Metrics,
+    RateLimit,
+    LocalRateLimit,
 }
 
-const CASES: [Case; 5] = [
+const CASES: [Case; 7] = [
     Case::None,
     Case::Noop,
     Case::SecurityHeaders,
     Case::HeaderMutation,
     Case::Metrics,
+    Case::RateLimit,
+    Case::LocalRateLimit,
 ];
 
 impl Case {
@@ -101,7 +131,29 @@ impl Case {
             Case::SecurityHeaders => "security-headers (Wasm)",
             Case::HeaderMutation => "header_mutation (native)",
             Case::Metrics => "metrics (Wasm)",
+            Case::RateLimit => "rate-limit (Wasm)",
+            Case::LocalRateLimit => "local_ratelimit (native)",
         }
+    }
+
+    /// The id `--only` takes.
+    fn id(self) -> &'static str {
+        match self {
+            Case::None => "none",
+            Case::Noop => "noop",
+            Case::SecurityHeaders => "security-headers",
+            Case::HeaderMutation => "header-mutation",
+            Case::Metrics => "metrics",
+            Case::RateLimit => "rate-limit",
+            Case::LocalRateLimit => "local-ratelimit",
+        }
+    }
+
+    fn is_wasm(self) -> bool {
+        matches!(
+            self,
+            Case::Noop | Case::SecurityHeaders | Case::Metrics | Case::RateLimit
+        )
     }
 
     fn bootstrap(self) -> Bootstrap {
@@ -136,6 +188,18 @@ impl Case {
                     METRICS_CONFIG,
                 ))
                 .stats_config_from(&paths::metrics_stats_tags_manifest()),
+            Case::RateLimit => base.filter(HttpFilter::wasm(
+                "rate_limit",
+                &paths::filter_wasm("rate_limit"),
+                RATE_LIMIT_CONFIG,
+            )),
+            Case::LocalRateLimit => base.filter(HttpFilter::LocalRateLimitPerHeader {
+                header: "x-user".into(),
+                max_tokens: RATE_LIMIT_TOKENS,
+                tokens_per_fill: 1,
+                fill_interval: "3600s".into(),
+                x_ratelimit_headers: true,
+            }),
         }
     }
 }
@@ -170,19 +234,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    match check_header_parity(&settings) {
-        Ok(()) => {}
-        Err(e) => {
-            eprintln!("envoy-bench: {e}");
-            return ExitCode::FAILURE;
-        }
+    if let Err(e) = check_header_parity(&settings).and_then(|()| check_rate_limiting(&settings)) {
+        eprintln!("envoy-bench: {e}");
+        return ExitCode::FAILURE;
     }
     println!(
         "envoy-bench: {} rounds x {} configs, {}s each (max {} requests) after {} warm-up requests; \
          CLK_TCK {tick_hz}; Envoy and client {}",
 
         settings.rounds,
-        CASES.len(),
+        settings.cases.len(),
         settings.seconds,
         settings.max_requests,
         settings.warmup,
@@ -192,7 +253,7 @@ fn main() -> ExitCode {
     );
     let mut runs: BTreeMap<Case, Vec<Run>> = BTreeMap::new();
     for round in 1..=settings.rounds {
-        for case in CASES {
+        for &case in &settings.cases {
             let run = match measure(case, &settings, tick_hz) {
                 Ok(run) => run,
                 Err(e) => {
@@ -214,7 +275,7 @@ fn main() -> ExitCode {
             runs.entry(case).or_default().push(run);
         }
     }
-    print_summary(&runs);
+    print_summary(&settings.cases, &runs);
     ExitCode::SUCCESS
 }
 
@@ -225,6 +286,7 @@ fn parse_args() -> Result<Settings, String> {
         warmup: 2000,
         max_requests: 500_000,
         pin: Some(0),
+        cases: CASES.to_vec(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -243,6 +305,7 @@ fn parse_args() -> Result<Settings, String> {
             "--seconds" => settings.seconds = value.parse().map_err(|e| bad(&e))?,
             "--warmup" => settings.warmup = value.parse().map_err(|e| bad(&e))?,
             "--max-requests" => settings.max_requests = value.parse().map_err(|e| bad(&e))?,
+            "--only" => settings.cases = parse_only(&value)?,
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -251,6 +314,25 @@ fn parse_args() -> Result<Settings, String> {
         return Err("--seconds must be in (0, 60] and --rounds >= 1".into());
     }
     Ok(settings)
+}
+
+/// `--only none,noop,...`: the named configurations, in [`CASES`] order.
+fn parse_only(list: &str) -> Result<Vec<Case>, String> {
+    let ids: Vec<&str> = list.split(',').map(str::trim).collect();
+    if let Some(unknown) = ids
+        .iter()
+        .find(|id| !CASES.iter().any(|case| case.id() == **id))
+    {
+        let known: Vec<&str> = CASES.iter().map(|case| case.id()).collect();
+        return Err(format!(
+            "--only: unknown configuration {unknown:?} (known: {})",
+            known.join(",")
+        ));
+    }
+    Ok(CASES
+        .into_iter()
+        .filter(|case| ids.contains(&case.id()))
+        .collect())
 }
 
 fn options(settings: &Settings) -> EnvoyOptions {
@@ -283,6 +365,10 @@ fn pin_self(cpu: usize) -> Result<(), String> {
 /// Both header-setting configurations must send the same security headers,
 /// or the comparison would not be like for like.
 fn check_header_parity(settings: &Settings) -> Result<(), String> {
+    let pair = [Case::SecurityHeaders, Case::HeaderMutation];
+    if !pair.iter().all(|case| settings.cases.contains(case)) {
+        return Ok(());
+    }
     let mut seen = Vec::new();
     for case in [Case::SecurityHeaders, Case::HeaderMutation] {
         let envoy = Envoy::start_with(&case.bootstrap(), &options(settings));
@@ -315,14 +401,65 @@ fn check_header_parity(settings: &Settings) -> Result<(), String> {
     }
 }
 
+/// Both rate limiters must really charge the per-client bucket (not, say, an
+/// unmatched descriptor falling through to no limit): two requests must
+/// report that bucket's size and a remaining count one lower the second time.
+fn check_rate_limiting(settings: &Settings) -> Result<(), String> {
+    let checks = [
+        (Case::RateLimit, "ratelimit-policy", "ratelimit"),
+        (
+            Case::LocalRateLimit,
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+        ),
+    ];
+    for (case, limit_header, remaining_header) in checks {
+        if !settings.cases.contains(&case) {
+            continue;
+        }
+        let envoy = Envoy::start_with(&case.bootstrap(), &options(settings));
+        let mut conn = envoy.connect();
+        let mut remaining = Vec::new();
+        for _ in 0..2 {
+            let response = conn.send_raw(REQUEST, false).map_err(|e| e.to_string())?;
+            let limit = response.header(limit_header).unwrap_or_default();
+            let left = response.header(remaining_header).unwrap_or_default();
+            if response.status != 200 || !limit.contains(&RATE_LIMIT_TOKENS.to_string()) {
+                return Err(format!(
+                    "{}: status {}, {limit_header}: {limit:?}",
+                    case.name(),
+                    response.status
+                ));
+            }
+            // `"per_client";r=999999999;t=3600` or `999999999`.
+            let count: u64 = left
+                .split(';')
+                .find_map(|part| part.strip_prefix("r="))
+                .unwrap_or(left)
+                .parse()
+                .map_err(|e| format!("{}: {remaining_header}: {left:?}: {e}", case.name()))?;
+            remaining.push(count);
+        }
+        let want = u64::from(RATE_LIMIT_TOKENS);
+        if remaining != [want - 1, want - 2] {
+            return Err(format!(
+                "{}: remaining tokens {remaining:?}, want [{}, {}]",
+                case.name(),
+                want - 1,
+                want - 2
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn measure(case: Case, settings: &Settings, tick_hz: f64) -> Result<Run, String> {
     let envoy = Envoy::start_with(&case.bootstrap(), &options(settings));
     let pid = envoy.pid();
     // Guard against measuring the wrong thing: the Wasm cases must have live
     // V8 VMs, the native ones none.
     let vms = active_wasm_vms(&envoy);
-    let wants_wasm = matches!(case, Case::Noop | Case::SecurityHeaders | Case::Metrics);
-    if wants_wasm != (vms > 0) {
+    if case.is_wasm() != (vms > 0) {
         return Err(format!("{vms} active V8 VMs"));
     }
     let mut conn = envoy.connect();
@@ -464,20 +601,22 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-fn print_summary(runs: &BTreeMap<Case, Vec<Run>>) {
+fn print_summary(cases: &[Case], runs: &BTreeMap<Case, Vec<Run>>) {
     let med = |case: Case, f: fn(&Run) -> f64| -> f64 {
         runs.get(&case)
             .map_or(f64::NAN, |r| median(r.iter().map(f).collect()))
     };
     let cpu = |case| med(case, |r| r.cpu_us_per_req);
+    // Without `none` in the run, "added" columns are NaN.
     let base_cpu = cpu(Case::None);
     let base_worker = med(Case::None, |r| r.worker_us_per_req);
+    let rounds = runs.values().map(Vec::len).max().unwrap_or(0);
     println!();
-    println!("Medians over {} rounds (Envoy 1 worker, HTTP/1.1 keep-alive, 1 connection, direct_response):", runs.get(&Case::None).map_or(0, Vec::len));
+    println!("Medians over {rounds} rounds (Envoy 1 worker, HTTP/1.1 keep-alive, 1 connection, direct_response):");
     println!();
     println!("| configuration | Envoy CPU/req (µs) | added vs none (µs) | worker CPU/req (µs) | worker added (µs) | p50 (µs) | p99 (µs) | req/s |");
     println!("|---|---|---|---|---|---|---|---|");
-    for case in CASES {
+    for &case in cases {
         let worker = med(case, |r| r.worker_us_per_req);
         println!(
             "| {} | {:.1} | {:+.1} | {:.1} | {:+.1} | {:.1} | {:.1} | {:.0} |",
@@ -504,23 +643,51 @@ fn print_summary(runs: &BTreeMap<Case, Vec<Run>>) {
              on this 2-core machine that inflates Envoy's CPU per request. Re-run on a quiet machine."
         );
     }
+    let has = |wanted: &[Case]| wanted.iter().all(|case| cases.contains(case));
     let added = |case| cpu(case) - base_cpu;
     println!();
-    println!(
-        "security-headers added / header_mutation added: {:.1} / {:.1} µs = {:.2}x",
-        added(Case::SecurityHeaders),
-        added(Case::HeaderMutation),
-        added(Case::SecurityHeaders) / added(Case::HeaderMutation)
-    );
-    println!(
-        "metrics added / noop added: {:.1} / {:.1} µs = {:.2}x",
-        added(Case::Metrics),
-        added(Case::Noop),
-        added(Case::Metrics) / added(Case::Noop)
-    );
-    println!(
-        "security-headers minus noop (the filter's own work over the Wasm floor): {:.1} µs; metrics minus noop: {:.1} µs",
-        cpu(Case::SecurityHeaders) - cpu(Case::Noop),
-        cpu(Case::Metrics) - cpu(Case::Noop)
-    );
+    if has(&[Case::None, Case::SecurityHeaders, Case::HeaderMutation]) {
+        println!(
+            "security-headers added / header_mutation added: {:.1} / {:.1} µs = {:.2}x",
+            added(Case::SecurityHeaders),
+            added(Case::HeaderMutation),
+            added(Case::SecurityHeaders) / added(Case::HeaderMutation)
+        );
+    }
+    if has(&[Case::None, Case::Noop, Case::Metrics]) {
+        println!(
+            "metrics added / noop added: {:.1} / {:.1} µs = {:.2}x",
+            added(Case::Metrics),
+            added(Case::Noop),
+            added(Case::Metrics) / added(Case::Noop)
+        );
+    }
+    if has(&[Case::Noop, Case::SecurityHeaders]) {
+        println!(
+            "security-headers minus noop (the filter's own work over the Wasm floor): {:.1} µs",
+            cpu(Case::SecurityHeaders) - cpu(Case::Noop)
+        );
+    }
+    if has(&[Case::Noop, Case::Metrics]) {
+        println!(
+            "metrics minus noop: {:.1} µs",
+            cpu(Case::Metrics) - cpu(Case::Noop)
+        );
+    }
+    if has(&[
+        Case::None,
+        Case::Noop,
+        Case::RateLimit,
+        Case::LocalRateLimit,
+    ]) {
+        let own = cpu(Case::RateLimit) - cpu(Case::Noop);
+        let native = added(Case::LocalRateLimit);
+        println!(
+            "rate-limit minus noop (its own work over the Wasm floor): {own:.1} µs; \
+             local_ratelimit added vs none: {native:.1} µs; ratio {:.2}x (goal <= 1.5x); \
+             rate-limit added vs none: {:.1} µs",
+            own / native,
+            added(Case::RateLimit)
+        );
+    }
 }

@@ -32,6 +32,27 @@ pub enum HttpFilter {
         /// Headers removed.
         remove: Vec<String>,
     },
+    /// Native `envoy.filters.http.local_ratelimit` with one token bucket
+    /// per value of a request header: the filter-level `rate_limits` action
+    /// `request_headers` makes the descriptor `[(descriptor_key, value)]`,
+    /// and a wildcard descriptor (entry without a value) gives each distinct
+    /// value its own bucket (`max_dynamic_descriptors`, Envoy 1.35+). The
+    /// filter-level `rate_limits` rather than a route's: a `direct_response`
+    /// route has no `RouteAction` to carry them.
+    LocalRateLimitPerHeader {
+        /// Request header whose value names the bucket.
+        header: String,
+        /// Bucket size; the bucket starts full.
+        max_tokens: u32,
+        /// Tokens added each `fill_interval`.
+        tokens_per_fill: u32,
+        /// Protobuf duration, e.g. `"3600s"`.
+        fill_interval: String,
+        /// `enable_x_ratelimit_headers: DRAFT_VERSION_03` (`x-ratelimit-*`
+        /// on every answer), the closest native match to the Wasm filter's
+        /// rate-limit headers.
+        x_ratelimit_headers: bool,
+    },
     /// Any filter, as its JSON `{name, typed_config}`.
     Raw(Value),
 }
@@ -84,6 +105,48 @@ impl HttpFilter {
                     },
                 })
             }
+            Self::LocalRateLimitPerHeader {
+                header,
+                max_tokens,
+                tokens_per_fill,
+                fill_interval,
+                x_ratelimit_headers,
+            } => {
+                let percent_100 = |key: &str| {
+                    json!({"runtime_key": key,
+                           "default_value": {"numerator": 100, "denominator": "HUNDRED"}})
+                };
+                let mut config = json!({
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+                    "stat_prefix": "local_rate_limit",
+                    // Envoy wants a filter-wide bucket; it is never charged
+                    // (always_consume_default_token_bucket: false) while a
+                    // descriptor matches. u32::MAX tokens: it can never deny.
+                    "token_bucket": {"max_tokens": u32::MAX, "tokens_per_fill": u32::MAX,
+                                     "fill_interval": "3600s"},
+                    "always_consume_default_token_bucket": false,
+                    "filter_enabled": percent_100("local_rate_limit.enabled"),
+                    "filter_enforced": percent_100("local_rate_limit.enforced"),
+                    "max_dynamic_descriptors": 65536,
+                    "descriptors": [{
+                        "entries": [{"key": header}],
+                        "token_bucket": {"max_tokens": max_tokens,
+                                         "tokens_per_fill": tokens_per_fill,
+                                         "fill_interval": fill_interval},
+                    }],
+                    "rate_limits": [{"actions": [{"request_headers":
+                        {"header_name": header, "descriptor_key": header}}]}],
+                });
+                if *x_ratelimit_headers {
+                    if let Some(object) = config.as_object_mut() {
+                        object.insert(
+                            "enable_x_ratelimit_headers".into(),
+                            "DRAFT_VERSION_03".into(),
+                        );
+                    }
+                }
+                json!({"name": "envoy.filters.http.local_ratelimit", "typed_config": config})
+            }
             Self::Raw(value) => value.clone(),
         }
     }
@@ -113,6 +176,7 @@ pub struct Bootstrap {
     routes: Vec<(String, Route)>,
     stats_config: Option<Value>,
     stats_flush_interval: Option<Duration>,
+    exact_balance: bool,
 }
 
 impl Bootstrap {
@@ -155,6 +219,16 @@ impl Bootstrap {
     /// Sets `stats_flush_interval`: histograms reach `/stats/prometheus` only at a flush.
     pub fn stats_flush_interval(mut self, interval: Duration) -> Self {
         self.stats_flush_interval = Some(interval);
+        self
+    }
+
+    /// Sets the listener's `connection_balance_config` to `exact_balance`:
+    /// each new connection goes to the worker with the fewest, so with
+    /// `--concurrency N` and N connections held open every worker gets one.
+    /// (By default the kernel's `SO_REUSEPORT` hash decides, and a test could
+    /// find all its connections on one worker.)
+    pub fn exact_balance(mut self) -> Self {
+        self.exact_balance = true;
         self
     }
 
@@ -235,6 +309,16 @@ impl Bootstrap {
             if let Some(interval) = self.stats_flush_interval {
                 let text = format!("{}s", interval.as_secs_f64());
                 top.insert("stats_flush_interval".into(), text.into());
+            }
+        }
+        if self.exact_balance {
+            if let Some(listener) = bootstrap.pointer_mut("/static_resources/listeners/0") {
+                if let Some(listener) = listener.as_object_mut() {
+                    listener.insert(
+                        "connection_balance_config".into(),
+                        json!({"exact_balance": {}}),
+                    );
+                }
             }
         }
         bootstrap
