@@ -665,7 +665,7 @@ impl Host {
             } => {
                 if let Some(vm) = self.vm_mut(filter, worker) {
                     if let Err(failure) = vm.queue_ready(token) {
-                        self.record_failure(filter, worker, None, failure);
+                        self.record_failure(filter, worker, failure);
                     }
                 }
                 self.collect_effects();
@@ -800,7 +800,7 @@ impl Host {
             let action = match result {
                 Ok(action) => action,
                 Err(failure) => {
-                    self.record_failure(filter, worker, Some(context), failure);
+                    self.record_failure(filter, worker, failure);
                     Action::Continue
                 }
             };
@@ -999,7 +999,7 @@ impl Host {
             }
             if let Err(failure) = vm.finish_http_context(context) {
                 p.failures.push(failure.clone());
-                self.record_failure(filter, p.worker, None, failure);
+                self.record_failure(filter, p.worker, failure);
             }
         }
         // Envoy cancels a stream's callouts when the stream goes away.
@@ -1104,13 +1104,7 @@ impl Host {
 
     /// Records a failed callback. A dead VM's in-flight streams get Envoy's
     /// fail-closed 503 (or carry on without it under fail-open).
-    fn record_failure(
-        &mut self,
-        filter: usize,
-        worker: u32,
-        _context: Option<u32>,
-        failure: CallbackFailure,
-    ) {
+    fn record_failure(&mut self, filter: usize, worker: u32, failure: CallbackFailure) {
         let policy = self
             .filters
             .get(filter)
@@ -1195,7 +1189,7 @@ impl Host {
                     let period = u64::from(vm.state().tick_period_ms.unwrap_or(0)) * 1_000_000;
                     vm.state_mut().next_tick_ns = due + period.max(1);
                     if let Err(failure) = vm.tick() {
-                        self.record_failure(filter, worker, None, failure);
+                        self.record_failure(filter, worker, failure);
                     }
                 }
             }
@@ -1296,7 +1290,7 @@ impl Host {
             }
         };
         if let Err(failure) = result {
-            self.record_failure(filter, worker, Some(context_id), failure);
+            self.record_failure(filter, worker, failure);
         }
     }
 }
