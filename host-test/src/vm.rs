@@ -326,7 +326,7 @@ impl Vm {
             .buffers
             .insert(BufferType::VmConfiguration, vm_config);
         let on_vm_start = vm.exports.on_vm_start.clone();
-        let started = vm.invoke_checked(
+        let started = vm.invoke(
             "proxy_on_vm_start",
             on_vm_start,
             root,
@@ -344,8 +344,7 @@ impl Vm {
             .buffers
             .insert(BufferType::PluginConfiguration, config);
         let on_configure = vm.exports.on_configure.clone();
-        let configured =
-            vm.invoke_checked("proxy_on_configure", on_configure, root, (root, config_len))?;
+        let configured = vm.invoke("proxy_on_configure", on_configure, root, (root, config_len))?;
         if configured == Some(0) {
             return Err(vm.rejected("proxy_on_configure"));
         }
@@ -371,17 +370,6 @@ impl Vm {
             callback,
             guest_log,
         }
-    }
-
-    /// Like [`Vm::invoke`] but with the result as a `u32`.
-    fn invoke_checked<P: WasmParams>(
-        &mut self,
-        name: &'static str,
-        func: Option<TypedFunc<P, u32>>,
-        context: u32,
-        params: P,
-    ) -> Result<Option<u32>, CallbackFailure> {
-        self.invoke(name, func, context, params)
     }
 
     /// Runs one export for `context` under a fresh fuel budget. `Ok(None)`
