@@ -772,9 +772,9 @@ impl Host {
             let Some(vm) = slot.vms.get_mut(worker as usize) else {
                 return Step::Finished;
             };
-            if let Some(failure) = vm.failure.clone() {
+            if vm.failure.is_some() {
+                // A dead VM is never called again (Envoy marks it failed).
                 if policy == FailurePolicy::FailClosed && direction == Direction::Request {
-                    let _ = failure;
                     self.apply_local_reply(id, filter, fail_stream_reply(), direction, position);
                     return Step::Restart;
                 }

@@ -147,8 +147,8 @@ impl MockResponse {
     }
 }
 
-/// How a mocked callout cluster answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a mocked callout cluster answers (by default: 200, empty, at once).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterMock {
     /// The HTTP answer (also used for gRPC: `body` is the message bytes).
     pub response: MockResponse,
@@ -162,18 +162,6 @@ pub struct ClusterMock {
     /// The connection fails at once (Envoy: on_http_call_response with no
     /// headers; gRPC: close with status 14 UNAVAILABLE).
     pub reset: bool,
-}
-
-impl Default for ClusterMock {
-    fn default() -> Self {
-        Self {
-            response: MockResponse::default(),
-            grpc_status: 0,
-            delay: Duration::ZERO,
-            hang: false,
-            reset: false,
-        }
-    }
 }
 
 /// What kind of callout is pending.
