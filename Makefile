@@ -24,7 +24,7 @@ ENVOY_VERSION := 1.40.0
 VENV          := .tools/venv
 ENVOY         := $(VENV)/bin/envoy
 
-.PHONY: all build fixtures host-test envoy e2e test demo bench bench-envoy fmt fmt-check lint clean
+.PHONY: all build fixtures host-test envoy oci oci-tools e2e test demo bench bench-envoy fmt fmt-check lint clean
 
 all: build
 
@@ -59,13 +59,23 @@ $(VENV)/.envoy-$(ENVOY_VERSION): $(VENV)/bin/python
 	@$(ENVOY) --version
 	@touch $@
 
-## e2e: the real-Envoy tests (tests/e2e)
-e2e: build fixtures envoy
+## oci-tools: Debian's docker-registry and skopeo, for the OCI push test (only if missing)
+oci-tools:
+	@command -v docker-registry >/dev/null && command -v skopeo >/dev/null || \
+		(apt-get update && apt-get install -y docker-registry skopeo)
+
+## oci: every filter as an OCI image layout in Istio's Wasm format, in dist/oci/<name>
+## (push one with: skopeo copy oci:dist/oci/<name>:0.1.0 docker://REGISTRY/mesh/<name>:0.1.0)
+oci: build
+	$(CARGO) run -q -p xtask -- oci dist/filters dist/oci
+
+## e2e: the real-Envoy tests and the OCI push test (tests/e2e)
+e2e: build fixtures envoy oci-tools
 	$(CARGO) test -p e2e
 
 ## test: builds what the tests load, then runs every test in the workspace
 ## (the e2e crate is a member, so this includes the real-Envoy tests)
-test: build fixtures envoy
+test: build fixtures envoy oci-tools
 	$(CARGO) test --workspace
 	$(MAKE) --no-print-directory scenarios
 

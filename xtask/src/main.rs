@@ -1,0 +1,35 @@
+//! The `xtask` command line: `xtask oci DIST_DIR OUT_DIR`.
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: xtask oci DIST_DIR OUT_DIR";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    match refs.as_slice() {
+        ["oci", dist, out] => match xtask::oci::write_all(Path::new(dist), Path::new(out)) {
+            Ok(images) => {
+                for image in images {
+                    println!(
+                        "{}: {} (manifest {})",
+                        image.name,
+                        image.dir.display(),
+                        image.manifest_digest
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("xtask oci: {e}");
+                ExitCode::from(2)
+            }
+        },
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
