@@ -9,7 +9,13 @@ use std::hint::black_box;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use benches::{or_exit, Case, METRICS_CONFIG, RATE_LIMIT_CONFIG, SECURITY_HEADERS_CONFIG};
+use benches::{
+    or_exit, Case, CANARY_ROUTER_CONFIG, CANARY_ROUTER_HEADERS, METRICS_CONFIG, RATE_LIMIT_CONFIG,
+    SECURITY_HEADERS_CONFIG,
+};
+use canary_router::matcher::HeaderList;
+use canary_router::router::{decide, Reason};
+use canary_router::split::key_hash;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use metrics::labels::{Labeler, RequestFacts};
 use metrics::registry::{MetricSink, Observation, Registry};
@@ -223,6 +229,38 @@ fn native_cores(c: &mut Criterion) {
         b.iter(|| black_box(spec.refill(black_box(state), black_box(7_200_000_001_000))));
     });
 
+    // canary-router's decision on the request the filter sees: the header
+    // map as it fetches it (the config reads cookies), walked by all four
+    // rules (two header tests, a cookie lookup, the user-agent regex, a
+    // query lookup on `:path`), then `x-user-id` hashed onto the split.
+    let config = or_exit(
+        canary_router::config::validate(CANARY_ROUTER_CONFIG.as_bytes()),
+        "canary-router config",
+    );
+    let mut request = HeaderList::new(
+        [
+            (":method", "GET"),
+            (":path", "/api/users/42"),
+            (":authority", "example.com"),
+            (":scheme", "http"),
+        ]
+        .into_iter()
+        .chain(CANARY_ROUTER_HEADERS),
+    );
+    let decision = decide(&config, &mut request, || 0);
+    if decision.reason != Reason::Hash || !decision.set_cookie {
+        benches::fail(&format!(
+            "canary_router_decide: expected a hashed, cookie-setting decision, got {decision:?}"
+        ));
+    }
+    group.bench_function("canary_router_decide", |b| {
+        b.iter(|| black_box(decide(&config, black_box(&mut request), || 0)));
+    });
+    // The documented hash alone (FNV-1a 64 + fmix64) and the range lookup.
+    group.bench_function("canary_router_key_hash_pick", |b| {
+        b.iter(|| black_box(config.split.pick(key_hash(black_box(b"user-42")))));
+    });
+
     // on_configure's work, paid once per VM.
     group.bench_function("security_headers_configure", |b| {
         b.iter(|| {
@@ -241,6 +279,14 @@ fn native_cores(c: &mut Criterion) {
         b.iter(|| {
             let config = rate_limit::config::validate(black_box(RATE_LIMIT_CONFIG.as_bytes()));
             black_box(config.map(|c| rate_limit::rules::Plan::new(&c)))
+        });
+    });
+    // validate compiles the regex and builds the Set-Cookie values.
+    group.bench_function("canary_router_configure", |b| {
+        b.iter(|| {
+            black_box(canary_router::config::validate(black_box(
+                CANARY_ROUTER_CONFIG.as_bytes(),
+            )))
         });
     });
     group.finish();

@@ -39,6 +39,37 @@ pub const RATE_LIMIT_CONFIG: &str = r#"{"rules":[{"name":"per_client","key":[{"h
 "token_bucket":{"max_tokens":1000000000,"tokens_per_fill":1,"fill_interval":"3600s"}}],
 "response":{"headers":"draft"}}"#;
 
+/// The complete example of `filters/canary-router/README.md` (the issue's
+/// config): four rules (header, cookie, `user-agent` regex, query), an 80/20
+/// split, `hash_on` `x-user-id` / cookie `session` / `x-jwt-sub`, a sticky
+/// cookie and the response echo. It reads cookies, so the filter fetches the
+/// request header map once. The Envoy side-by-side bench (`tests/e2e`) uses
+/// the same config.
+pub const CANARY_ROUTER_CONFIG: &str = r#"{
+  "route_header": "x-canary-version",
+  "rules": [
+    {"match": {"headers": [{"name": "x-canary", "exact": "always"}]}, "version": "v2"},
+    {"match": {"cookies": [{"name": "canary", "exact": "true"}]}, "version": "v2"},
+    {"match": {"headers": [{"name": "user-agent", "regex": ".*Firefox.*"}]}, "version": "v2"},
+    {"match": {"query_params": [{"name": "version", "exact": "stable"}]}, "version": "v1"}
+  ],
+  "split": [{"version": "v1", "weight": 80}, {"version": "v2", "weight": 20}],
+  "hash_on": [{"header": "x-user-id"}, {"cookie": "session"}, {"header": "x-jwt-sub"}],
+  "sticky_cookie": {"name": "canary-version", "max_age_seconds": 86400, "path": "/", "secure": false},
+  "response_header": true,
+  "clear_route_cache": true
+}"#;
+
+/// The canary-router bench request's headers beyond the pseudo-headers, as
+/// the Envoy bench sends them: a user id to hash, a `user-agent` the regex
+/// rule scans (no match), and a client-sent route header the filter must
+/// overwrite.
+pub const CANARY_ROUTER_HEADERS: [(&str, &str); 3] = [
+    ("x-user-id", "user-42"),
+    ("user-agent", "envoy-bench"),
+    ("x-canary-version", "v2"),
+];
+
 /// A measured filter case: which module, which config, what traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Case {
@@ -51,15 +82,20 @@ pub enum Case {
     Metrics,
     /// rate-limit, [`RATE_LIMIT_CONFIG`], one client.
     RateLimit,
+    /// canary-router, [`CANARY_ROUTER_CONFIG`], a request with `x-user-id`
+    /// (no rule matches; the key is hashed onto the split, the sticky cookie
+    /// is set on the answer).
+    CanaryRouter,
 }
 
 impl Case {
     /// Every case, baseline first.
-    pub const ALL: [Case; 4] = [
+    pub const ALL: [Case; 5] = [
         Case::Noop,
         Case::SecurityHeaders,
         Case::Metrics,
         Case::RateLimit,
+        Case::CanaryRouter,
     ];
 
     /// Short name used as the bench id and on the driver's command line.
@@ -69,6 +105,7 @@ impl Case {
             Case::SecurityHeaders => "security_headers",
             Case::Metrics => "metrics",
             Case::RateLimit => "rate_limit",
+            Case::CanaryRouter => "canary_router",
         }
     }
 
@@ -84,6 +121,7 @@ impl Case {
             Case::SecurityHeaders => "filters/security_headers.wasm",
             Case::Metrics => "filters/metrics.wasm",
             Case::RateLimit => "filters/rate_limit.wasm",
+            Case::CanaryRouter => "filters/canary_router.wasm",
         }
     }
 
@@ -94,6 +132,7 @@ impl Case {
             Case::SecurityHeaders => SECURITY_HEADERS_CONFIG,
             Case::Metrics => METRICS_CONFIG,
             Case::RateLimit => RATE_LIMIT_CONFIG,
+            Case::CanaryRouter => CANARY_ROUTER_CONFIG,
         }
     }
 
@@ -104,13 +143,20 @@ impl Case {
             Case::SecurityHeaders => Request::get("/").header(":scheme", "https"),
             Case::Metrics => Request::get("/api/users/42").header("x-canary-version", "v2"),
             Case::RateLimit => Request::get("/api/users/42").header("x-user", "bench-client"),
+            Case::CanaryRouter => CANARY_ROUTER_HEADERS
+                .into_iter()
+                .fold(Request::get("/api/users/42"), |request, (name, value)| {
+                    request.header(name, value)
+                }),
         }
     }
 
     /// The upstream's answer.
     pub fn upstream(self) -> MockResponse {
         let headers = match self {
-            Case::Noop | Case::Metrics | Case::RateLimit => vec![("content-type", "text/plain")],
+            Case::Noop | Case::Metrics | Case::RateLimit | Case::CanaryRouter => {
+                vec![("content-type", "text/plain")]
+            }
             Case::SecurityHeaders => vec![
                 ("content-type", "text/html; charset=utf-8"),
                 ("server", "nginx/1.25.3"),
@@ -159,6 +205,22 @@ impl Case {
                 Case::RateLimit => exchange
                     .header("ratelimit")
                     .is_some_and(|v| v.contains(";r=99999999")),
+                // Routed by the key's hash (the spoofed `v2` overwritten),
+                // echoed, and the sticky cookie set.
+                Case::CanaryRouter => {
+                    let want = canary_router_version();
+                    let want = want.as_str();
+                    exchange
+                        .upstream
+                        .as_ref()
+                        .and_then(|upstream| upstream.header("x-canary-version"))
+                        .as_deref()
+                        == Some(want)
+                        && exchange.header("x-canary-version").as_deref() == Some(want)
+                        && exchange
+                            .header("set-cookie")
+                            .is_some_and(|v| v.starts_with(&format!("canary-version={want};")))
+                }
                 Case::Noop | Case::Metrics => true,
             };
             if exchange.status != 200 || !exchange.failures.is_empty() || !header_ok {
@@ -172,6 +234,28 @@ impl Case {
         }
         host
     }
+}
+
+/// The version the canary-router bench request's `x-user-id` hashes to,
+/// from the crate's own documented hash, so the warm-up check cannot agree
+/// with a filter that ignored the key.
+pub fn canary_router_version() -> String {
+    let config = or_exit(
+        canary_router::config::validate(CANARY_ROUTER_CONFIG.as_bytes()),
+        "canary-router config",
+    );
+    let key = CANARY_ROUTER_HEADERS
+        .iter()
+        .find(|(name, _)| *name == "x-user-id")
+        .map_or("", |(_, value)| value);
+    let index = config
+        .split
+        .pick(canary_router::split::key_hash(key.as_bytes()));
+    config
+        .versions
+        .get(index)
+        .cloned()
+        .unwrap_or_else(|| fail("canary-router: the split picked no version"))
 }
 
 /// The path of a built module, `dist/<relative>` at the repository root.

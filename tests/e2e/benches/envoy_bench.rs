@@ -20,7 +20,15 @@
 //! - `local-ratelimit`: native `envoy.filters.http.local_ratelimit` with the
 //!   same per-`x-user` bucket (a wildcard descriptor fed by a
 //!   `request_headers` action) and `x-ratelimit-*` headers on every answer:
-//!   the native twin of the line above.
+//!   the native twin of the line above;
+//! - `canary-router`: the shipped filter with its README's complete example
+//!   config (four rules, 80/20 split, `hash_on` `x-user-id`, sticky cookie,
+//!   response echo, `clear_route_cache`). The request's `x-user-id: user-42`
+//!   hashes to `v1` (point 63 of 100), so no rule matches, the client's
+//!   spoofed `x-canary-version: v2` is overwritten with `v1`, Envoy's
+//!   `clear_route_cache` foreign function is called (the `direct_response`
+//!   route is matched again), and the answer gets the echo and a
+//!   `Set-Cookie`. The bench checks that before it measures.
 //!
 //! Load: one keep-alive HTTP/1.1 connection from this process, one request in
 //! flight, for `--seconds` (default 3) or `--max-requests`, whichever comes
@@ -84,12 +92,27 @@ const RATE_LIMIT_CONFIG: &str = r#"{"rules":[{"name":"per_client","key":[{"heade
 /// The bucket both rate limiters give each `x-user`.
 const RATE_LIMIT_TOKENS: u32 = 1_000_000_000;
 
+/// canary-router's README example (the config of the criterion bench's
+/// `canary_router` case too).
+const CANARY_ROUTER_CONFIG: &str = r#"{"route_header":"x-canary-version","rules":[
+{"match":{"headers":[{"name":"x-canary","exact":"always"}]},"version":"v2"},
+{"match":{"cookies":[{"name":"canary","exact":"true"}]},"version":"v2"},
+{"match":{"headers":[{"name":"user-agent","regex":".*Firefox.*"}]},"version":"v2"},
+{"match":{"query_params":[{"name":"version","exact":"stable"}]},"version":"v1"}],
+"split":[{"version":"v1","weight":80},{"version":"v2","weight":20}],
+"hash_on":[{"header":"x-user-id"},{"cookie":"session"},{"header":"x-jwt-sub"}],
+"sticky_cookie":{"name":"canary-version","max_age_seconds":86400,"path":"/","secure":false},
+"response_header":true,"clear_route_cache":true}"#;
+/// The version [`REQUEST`]'s `x-user-id: user-42` hashes to under that
+/// split (FNV-1a 64 + fmix64, point 63 of 100: `v1`'s range is `[0, 80)`).
+const CANARY_ROUTER_VERSION: &str = "v1";
+
 /// Above this much other CPU (% of one core) during a run, the summary warns.
 const NOISY_LOAD_PCT: f64 = 10.0;
 
 const REQUEST: &[u8] = b"GET /api/users HTTP/1.1\r\nhost: example.com\r\n\
 x-forwarded-proto: https\r\nx-canary-version: v2\r\nx-user: bench-client\r\n\
-user-agent: envoy-bench\r\n\r\n";
+x-user-id: user-42\r\nuser-agent: envoy-bench\r\n\r\n";
 
 struct Settings {
     rounds: usize,
@@ -111,9 +134,10 @@ enum Case {
     Metrics,
     RateLimit,
     LocalRateLimit,
+    CanaryRouter,
 }
 
-const CASES: [Case; 7] = [
+const CASES: [Case; 8] = [
     Case::None,
     Case::Noop,
     Case::SecurityHeaders,
@@ -121,6 +145,7 @@ const CASES: [Case; 7] = [
     Case::Metrics,
     Case::RateLimit,
     Case::LocalRateLimit,
+    Case::CanaryRouter,
 ];
 
 impl Case {
@@ -133,6 +158,7 @@ impl Case {
             Case::Metrics => "metrics (Wasm)",
             Case::RateLimit => "rate-limit (Wasm)",
             Case::LocalRateLimit => "local_ratelimit (native)",
+            Case::CanaryRouter => "canary-router (Wasm)",
         }
     }
 
@@ -146,13 +172,18 @@ impl Case {
             Case::Metrics => "metrics",
             Case::RateLimit => "rate-limit",
             Case::LocalRateLimit => "local-ratelimit",
+            Case::CanaryRouter => "canary-router",
         }
     }
 
     fn is_wasm(self) -> bool {
         matches!(
             self,
-            Case::Noop | Case::SecurityHeaders | Case::Metrics | Case::RateLimit
+            Case::Noop
+                | Case::SecurityHeaders
+                | Case::Metrics
+                | Case::RateLimit
+                | Case::CanaryRouter
         )
     }
 
@@ -200,6 +231,11 @@ impl Case {
                 fill_interval: "3600s".into(),
                 x_ratelimit_headers: true,
             }),
+            Case::CanaryRouter => base.filter(HttpFilter::wasm(
+                "canary_router",
+                &paths::filter_wasm("canary_router"),
+                CANARY_ROUTER_CONFIG,
+            )),
         }
     }
 }
@@ -234,7 +270,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    if let Err(e) = check_header_parity(&settings).and_then(|()| check_rate_limiting(&settings)) {
+    if let Err(e) = check_header_parity(&settings)
+        .and_then(|()| check_rate_limiting(&settings))
+        .and_then(|()| check_canary_routing(&settings))
+    {
         eprintln!("envoy-bench: {e}");
         return ExitCode::FAILURE;
     }
@@ -447,6 +486,35 @@ fn check_rate_limiting(settings: &Settings) -> Result<(), String> {
                 case.name(),
                 want - 1,
                 want - 2
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// canary-router must really decide on every request: the hashed version
+/// (not the client's spoofed `v2`) echoed, and the sticky cookie set, twice
+/// on one connection (the second request carries no cookie either, so it
+/// takes the same path as every measured one).
+fn check_canary_routing(settings: &Settings) -> Result<(), String> {
+    if !settings.cases.contains(&Case::CanaryRouter) {
+        return Ok(());
+    }
+    let envoy = Envoy::start_with(&Case::CanaryRouter.bootstrap(), &options(settings));
+    let mut conn = envoy.connect();
+    let cookie = format!("canary-version={CANARY_ROUTER_VERSION};");
+    for _ in 0..2 {
+        let response = conn.send_raw(REQUEST, false).map_err(|e| e.to_string())?;
+        let echo = response.header("x-canary-version");
+        let set_cookie = response.header("set-cookie").unwrap_or_default();
+        if response.status != 200
+            || echo != Some(CANARY_ROUTER_VERSION)
+            || !set_cookie.starts_with(&cookie)
+        {
+            return Err(format!(
+                "{}: status {}, x-canary-version {echo:?}, set-cookie {set_cookie:?}; want {CANARY_ROUTER_VERSION}",
+                Case::CanaryRouter.name(),
+                response.status
             ));
         }
     }
@@ -672,6 +740,12 @@ fn print_summary(cases: &[Case], runs: &BTreeMap<Case, Vec<Run>>) {
         println!(
             "metrics minus noop: {:.1} µs",
             cpu(Case::Metrics) - cpu(Case::Noop)
+        );
+    }
+    if has(&[Case::Noop, Case::CanaryRouter]) {
+        println!(
+            "canary-router minus noop (its own work over the Wasm floor): {:.1} µs (goal <= 1.0 µs)",
+            cpu(Case::CanaryRouter) - cpu(Case::Noop)
         );
     }
     if has(&[
