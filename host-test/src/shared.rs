@@ -309,6 +309,20 @@ pub struct StreamData {
     pub cluster: String,
 }
 
+/// How many log lines, callouts and foreign calls a host keeps: the most
+/// recent `RECORD_KEEP` to `2 * RECORD_KEEP`, so a long run (a benchmark of a
+/// million requests) keeps flat memory while tests see everything recent.
+pub const RECORD_KEEP: usize = 4096;
+
+/// Appends `item`, dropping the oldest `RECORD_KEEP` entries once the list
+/// holds twice that (amortised O(1)).
+pub fn keep_recent<T>(list: &mut Vec<T>, item: T) {
+    if list.len() >= 2 * RECORD_KEEP {
+        list.drain(..RECORD_KEEP);
+    }
+    list.push(item);
+}
+
 /// Everything the VMs of one host share.
 #[derive(Debug)]
 pub struct Shared {
@@ -324,7 +338,7 @@ pub struct Shared {
     pub queues: Vec<Queue>,
     /// Metrics, shared process-wide as Envoy's stats are.
     pub metrics: MetricRegistry,
-    /// Everything the filters logged.
+    /// What the filters logged (the most recent, see [`RECORD_KEEP`]).
     pub logs: Vec<LogRecord>,
     /// Level below which guest log calls are dropped (`proxy_get_log_level`).
     pub log_level: LogLevel,
@@ -334,9 +348,9 @@ pub struct Shared {
     pub effects: Vec<Effect>,
     /// Callouts not yet answered.
     pub pending: Vec<PendingCallout>,
-    /// Every callout made.
+    /// Callouts made (the most recent, see [`RECORD_KEEP`]).
     pub callouts: Vec<CalloutRecord>,
-    /// Every foreign-function call made.
+    /// Foreign-function calls made (the most recent, see [`RECORD_KEEP`]).
     pub foreign_calls: Vec<ForeignCall>,
     /// Mocked callout clusters by name.
     pub clusters: HashMap<String, ClusterMock>,
@@ -382,5 +396,21 @@ impl Shared {
 impl Default for Shared {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_keep_the_recent_ones_and_stay_bounded() {
+        let mut list = Vec::new();
+        for i in 0..5 * RECORD_KEEP {
+            keep_recent(&mut list, i);
+        }
+        assert!(list.len() <= 2 * RECORD_KEEP);
+        assert_eq!(list.last(), Some(&(5 * RECORD_KEEP - 1)));
+        assert!(list.len() >= RECORD_KEEP);
     }
 }

@@ -40,11 +40,14 @@ pub fn add_to_linker(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                     let mut shared = borrow(&shared)?;
                     let filter = caller.data().filter.name.clone();
                     let stream = caller.data().effective_stream();
-                    shared.foreign_calls.push(ForeignCall {
-                        filter,
-                        function,
-                        stream,
-                    });
+                    crate::shared::keep_recent(
+                        &mut shared.foreign_calls,
+                        ForeignCall {
+                            filter,
+                            function,
+                            stream,
+                        },
+                    );
                 }
                 memory::return_bytes(&mut caller, &[], ret_ptr, ret_size)
             })())

@@ -60,14 +60,17 @@ pub fn add_to_linker(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                     )?;
                     let filter = caller.data().filter.name.clone();
                     let grpc_method = format!("{service}/{method}");
-                    shared.callouts.push(CalloutRecord {
-                        filter,
-                        cluster,
-                        headers: metadata,
-                        body: message,
-                        grpc_method,
-                        timeout_ms,
-                    });
+                    crate::shared::keep_recent(
+                        &mut shared.callouts,
+                        CalloutRecord {
+                            filter,
+                            cluster,
+                            headers: metadata,
+                            body: message,
+                            grpc_method,
+                            timeout_ms,
+                        },
+                    );
                     token
                 };
                 memory::write_u32(&mut caller, token_ptr, token)
@@ -137,14 +140,17 @@ pub fn add_to_linker(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                     .cloned()
                     .ok_or(Status::BadArgument)?;
                 let filter = caller.data().filter.name.clone();
-                shared.callouts.push(CalloutRecord {
-                    filter,
-                    cluster: cluster.to_owned(),
-                    headers: Vec::new(),
-                    body: message,
-                    grpc_method: grpc_method.to_owned(),
-                    timeout_ms: 0,
-                });
+                crate::shared::keep_recent(
+                    &mut shared.callouts,
+                    CalloutRecord {
+                        filter,
+                        cluster: cluster.to_owned(),
+                        headers: Vec::new(),
+                        body: message,
+                        grpc_method: grpc_method.to_owned(),
+                        timeout_ms: 0,
+                    },
+                );
                 let due_ns =
                     shared.clock.now_ns + u64::try_from(mock.delay.as_nanos()).unwrap_or(u64::MAX);
                 let state = caller.data();

@@ -104,14 +104,17 @@ pub fn add_to_linker(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                         timeout_ms,
                     )?;
                     let filter = caller.data().filter.name.clone();
-                    shared.callouts.push(CalloutRecord {
-                        filter,
-                        cluster,
-                        headers,
-                        body,
-                        grpc_method: String::new(),
-                        timeout_ms,
-                    });
+                    crate::shared::keep_recent(
+                        &mut shared.callouts,
+                        CalloutRecord {
+                            filter,
+                            cluster,
+                            headers,
+                            body,
+                            grpc_method: String::new(),
+                            timeout_ms,
+                        },
+                    );
                     token
                 };
                 memory::write_u32(&mut caller, token_ptr, token)

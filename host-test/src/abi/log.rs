@@ -22,7 +22,7 @@ pub fn record(caller: &Caller<'_, VmState>, level: LogLevel, message: String) {
         level,
         message,
     };
-    shared.logs.push(record);
+    crate::shared::keep_recent(&mut shared.logs, record);
 }
 
 /// Adds the family to the linker.
