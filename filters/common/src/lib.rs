@@ -6,6 +6,7 @@
 
 pub mod cookie;
 pub mod duration;
+pub mod entry;
 pub mod header;
 pub mod panic_hook;
 pub mod query;

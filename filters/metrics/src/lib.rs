@@ -32,16 +32,4 @@ pub mod labels;
 pub mod registry;
 pub mod stats;
 
-/// The Wasm entry point. Private and Wasm-only so the macro's generated
-/// items need no docs and native builds have no stray `main`.
-#[cfg(target_arch = "wasm32")]
-mod entry {
-    use proxy_wasm::traits::RootContext;
-
-    proxy_wasm::main! {{
-        filter_common::panic_hook::install("metrics");
-        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-            Box::new(crate::filter::MetricsRoot::default())
-        });
-    }}
-}
+filter_common::filter_entry!("metrics", |_| crate::filter::MetricsRoot::default());

@@ -30,17 +30,4 @@ pub mod stats;
 #[cfg(target_arch = "wasm32")]
 mod filter;
 
-/// The Wasm entry point (`_initialize`): log level, panic hook, root context.
-#[cfg(target_arch = "wasm32")]
-#[allow(missing_docs)] // the SDK macro's exported function carries no doc
-mod entry {
-    proxy_wasm::main! {{
-        // set_log_level installs the SDK's own panic hook on first use, so
-        // ours goes in after it.
-        proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
-        filter_common::panic_hook::install("rate-limit");
-        proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-            Box::new(crate::filter::RateLimitRoot::default())
-        });
-    }}
-}
+filter_common::filter_entry!("rate-limit", |_| crate::filter::RateLimitRoot::default());
