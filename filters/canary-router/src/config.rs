@@ -454,7 +454,7 @@ fn sticky_cookie(raw: RawStickyCookie, versions: &[String]) -> Result<StickyCook
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The config contract, verbatim.

@@ -113,19 +113,7 @@ mod tests {
     use crate::config::validate;
     use crate::matcher::HeaderList;
 
-    const ISSUE: &str = r#"{
-      "route_header": "x-canary-version",
-      "rules": [
-        {"match": {"headers": [{"name": "x-canary", "exact": "always"}]}, "version": "v2"},
-        {"match": {"cookies": [{"name": "canary", "exact": "true"}]}, "version": "v2"},
-        {"match": {"headers": [{"name": "user-agent", "regex": ".*Firefox.*"}]}, "version": "v2"}
-      ],
-      "split": [{"version": "v1", "weight": 80}, {"version": "v2", "weight": 20}],
-      "hash_on": [{"header": "x-user-id"}, {"cookie": "session"}, {"header": "x-jwt-sub"}],
-      "sticky_cookie": {"name": "canary-version", "max_age_seconds": 86400},
-      "response_header": true,
-      "clear_route_cache": true
-    }"#;
+    use crate::config::tests::ISSUE_EXAMPLE as ISSUE;
 
     fn config(json: &str) -> Config {
         validate(json.as_bytes()).unwrap()
