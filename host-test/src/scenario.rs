@@ -344,9 +344,10 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
     Ok(scenario)
 }
 
-/// Finds `relative` from the working directory, else from the scenario's
-/// directory or one of its parents.
-fn resolve(scenario: &Path, relative: &str) -> PathBuf {
+/// Finds a path a scenario names (a `.wasm` file, a stats config) from the
+/// working directory, else from the scenario's directory or one of its
+/// parents (scenarios name `dist/...` from the repository root).
+pub fn resolve(scenario: &Path, relative: &str) -> PathBuf {
     let direct = PathBuf::from(relative);
     if direct.is_absolute() || direct.exists() {
         return direct;
@@ -359,7 +360,12 @@ fn resolve(scenario: &Path, relative: &str) -> PathBuf {
         .unwrap_or(direct)
 }
 
-fn config_bytes(value: &serde_yaml_ng::Value) -> Result<Vec<u8>, String> {
+/// The bytes a filter's `config` or `vm_config` hands to the VM: nothing
+/// for null, a string as it is, any other value as JSON.
+///
+/// # Errors
+/// A value with no JSON form (a non-string map key, say).
+pub fn config_bytes(value: &serde_yaml_ng::Value) -> Result<Vec<u8>, String> {
     match value {
         serde_yaml_ng::Value::Null => Ok(Vec::new()),
         serde_yaml_ng::Value::String(text) => Ok(text.clone().into_bytes()),

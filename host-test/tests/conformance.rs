@@ -41,6 +41,20 @@ fn header_map_calls_change_what_the_upstream_and_client_see() {
 }
 
 #[test]
+fn header_values_arrive_without_surrounding_whitespace_as_from_envoys_codecs() {
+    let mut host = conformance();
+    host.set_upstream(MockResponse::with_status(200).header("x-upstream", " \tv "));
+    let exchange = run_case(&mut host, "headers", &[("x-echo", "  hi\t")]);
+    let upstream = exchange
+        .upstream
+        .clone()
+        .expect("request reached the upstream");
+    assert_eq!(upstream.header("x-echo").as_deref(), Some("hi"));
+    assert_eq!(upstream.header("x-echo-hex").as_deref(), Some("6869"));
+    assert_eq!(exchange.header("x-upstream").as_deref(), Some("v"));
+}
+
+#[test]
 fn properties_use_envoy_paths_and_encodings() {
     let mut host = conformance();
     let start = host.now_ns();
