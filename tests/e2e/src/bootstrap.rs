@@ -23,6 +23,12 @@ pub enum HttpFilter {
         wasm: PathBuf,
         /// Plugin configuration: JSON text, passed as a `google.protobuf.StringValue`.
         config: String,
+        /// Root id (`""` by default).
+        root_id: String,
+        /// VM configuration: JSON text, or `None` for none.
+        vm_config: Option<String>,
+        /// `failure_policy: FAIL_OPEN` instead of Envoy's default, fail closed.
+        fail_open: bool,
     },
     /// Native `envoy.filters.http.header_mutation` on responses: add each
     /// header if absent, remove each name.
@@ -64,30 +70,48 @@ impl HttpFilter {
             name: name.to_owned(),
             wasm: wasm.to_owned(),
             config: config.to_owned(),
+            root_id: String::new(),
+            vm_config: None,
+            fail_open: false,
         }
     }
 
     fn to_json(&self) -> Value {
         match self {
-            Self::Wasm { name, wasm, config } => json!({
-                "name": format!("wasm.{name}"),
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                    "config": {
-                        "name": name,
-                        "root_id": "",
-                        "vm_config": {
-                            "vm_id": name,
-                            "runtime": "envoy.wasm.runtime.v8",
-                            "code": {"local": {"filename": wasm.display().to_string()}},
-                        },
-                        "configuration": {
-                            "@type": "type.googleapis.com/google.protobuf.StringValue",
-                            "value": config,
-                        },
+            Self::Wasm {
+                name,
+                wasm,
+                config,
+                root_id,
+                vm_config,
+                fail_open,
+            } => {
+                let string_value = |text: &str| json!({"@type": "type.googleapis.com/google.protobuf.StringValue", "value": text});
+                let mut vm = json!({
+                    "vm_id": name,
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": wasm.display().to_string()}},
+                });
+                if let (Some(text), Some(vm)) = (vm_config, vm.as_object_mut()) {
+                    vm.insert("configuration".into(), string_value(text));
+                }
+                let mut plugin = json!({
+                    "name": name,
+                    "root_id": root_id,
+                    "vm_config": vm,
+                    "configuration": string_value(config),
+                });
+                if let (true, Some(plugin)) = (*fail_open, plugin.as_object_mut()) {
+                    plugin.insert("failure_policy".into(), "FAIL_OPEN".into());
+                }
+                json!({
+                    "name": format!("wasm.{name}"),
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                        "config": plugin,
                     },
-                },
-            }),
+                })
+            }
             Self::HeaderMutation { add, remove } => {
                 let mut mutations: Vec<Value> = add
                     .iter()
@@ -152,11 +176,13 @@ impl HttpFilter {
     }
 }
 
-/// What a route prefix leads to.
+/// What a route leads to.
 #[derive(Debug, Clone)]
 pub enum Route {
     /// Proxy to the echo upstream at this address.
     Upstream(SocketAddr),
+    /// Proxy to a cluster declared with [`Bootstrap::cluster`].
+    Cluster(String),
     /// Answer from Envoy itself (`direct_response`), with extra response
     /// headers added by the route (`response_headers_to_add`, overwriting).
     Direct {
@@ -173,7 +199,8 @@ pub enum Route {
 #[derive(Debug, Clone, Default)]
 pub struct Bootstrap {
     filters: Vec<HttpFilter>,
-    routes: Vec<(String, Route)>,
+    routes: Vec<RouteEntry>,
+    clusters: Vec<(String, SocketAddr)>,
     stats_config: Option<Value>,
     stats_flush_interval: Option<Duration>,
     exact_balance: bool,
@@ -193,7 +220,30 @@ impl Bootstrap {
 
     /// Adds a route for paths starting with `prefix` (first match wins).
     pub fn route(mut self, prefix: &str, route: Route) -> Self {
-        self.routes.push((prefix.to_owned(), route));
+        self.routes.push(RouteEntry {
+            prefix: prefix.to_owned(),
+            header: None,
+            route,
+        });
+        self
+    }
+
+    /// Adds a route for requests whose header `name` is exactly `value`
+    /// (first match wins), as an Istio VirtualService `headers` match.
+    pub fn header_route(mut self, name: &str, value: &str, route: Route) -> Self {
+        self.routes.push(RouteEntry {
+            prefix: "/".to_owned(),
+            header: Some((name.to_owned(), value.to_owned())),
+            route,
+        });
+        self
+    }
+
+    /// Declares a static cluster `name` with one endpoint, for
+    /// [`Route::Cluster`] and for filters' callouts (a JWKS fetch names its
+    /// cluster).
+    pub fn cluster(mut self, name: &str, addr: SocketAddr) -> Self {
+        self.clusters.push((name.to_owned(), addr));
         self
     }
 
@@ -235,37 +285,35 @@ impl Bootstrap {
     /// The bootstrap as JSON (written out as YAML by the launcher).
     pub fn to_json(&self) -> Value {
         let loopback0 = json!({"socket_address": {"address": "127.0.0.1", "port_value": 0}});
-        let mut clusters = Vec::new();
+        let mut clusters: Vec<Value> = self
+            .clusters
+            .iter()
+            .map(|(name, addr)| static_cluster(name, *addr))
+            .collect();
         let routes: Vec<Value> = self
             .routes
             .iter()
-            .map(|(prefix, route)| match route {
+            .map(|entry| (entry.to_match(), &entry.route))
+            .map(|(route_match, route)| match route {
                 Route::Upstream(addr) => {
                     let cluster = format!("upstream_{}", addr.port());
                     if !clusters
                         .iter()
                         .any(|c: &Value| c.get("name") == Some(&Value::from(cluster.as_str())))
                     {
-                        clusters.push(json!({
-                            "name": cluster,
-                            "type": "STATIC",
-                            "connect_timeout": "1s",
-                            "load_assignment": {
-                                "cluster_name": cluster,
-                                "endpoints": [{"lb_endpoints": [{"endpoint": {"address":
-                                    {"socket_address": {"address": addr.ip().to_string(),
-                                                        "port_value": addr.port()}}}}]}],
-                            },
-                        }));
+                        clusters.push(static_cluster(&cluster, *addr));
                     }
-                    json!({"match": {"prefix": prefix}, "route": {"cluster": cluster}})
+                    json!({"match": route_match, "route": {"cluster": cluster}})
+                }
+                Route::Cluster(cluster) => {
+                    json!({"match": route_match, "route": {"cluster": cluster}})
                 }
                 Route::Direct {
                     status,
                     body,
                     headers,
                 } => json!({
-                    "match": {"prefix": prefix},
+                    "match": route_match,
                     "direct_response": {"status": status, "body": {"inline_string": body}},
                     "response_headers_to_add": headers.iter().map(|(k, v)| json!({
                         "header": {"key": k, "value": v},
@@ -323,4 +371,40 @@ impl Bootstrap {
         }
         bootstrap
     }
+}
+
+/// One route: a path prefix, optionally an exact header match, and where it leads.
+#[derive(Debug, Clone)]
+struct RouteEntry {
+    prefix: String,
+    header: Option<(String, String)>,
+    route: Route,
+}
+
+impl RouteEntry {
+    /// The route's `match` (RouteMatch JSON).
+    fn to_match(&self) -> Value {
+        match &self.header {
+            None => json!({"prefix": self.prefix}),
+            Some((name, value)) => json!({
+                "prefix": self.prefix,
+                "headers": [{"name": name, "string_match": {"exact": value}}],
+            }),
+        }
+    }
+}
+
+/// A `STATIC` cluster with one loopback endpoint.
+fn static_cluster(name: &str, addr: SocketAddr) -> Value {
+    json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address":
+                {"socket_address": {"address": addr.ip().to_string(),
+                                    "port_value": addr.port()}}}}]}],
+        },
+    })
 }

@@ -15,6 +15,7 @@
 
 pub mod bootstrap;
 pub mod client;
+pub mod differential;
 pub mod envoy;
 pub mod paths;
 pub mod upstream;

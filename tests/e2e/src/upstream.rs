@@ -1,12 +1,15 @@
 //! The echo upstream: a std-only HTTP/1.1 server on a free loopback port that
 //! answers every request with 200 and a JSON body listing what it received,
-//! so a test sees exactly what the application behind Envoy saw.
+//! so a test sees exactly what the application behind Envoy saw. A test can
+//! script the answer instead ([`EchoUpstream::set_reply`]): the differential
+//! runs answer exactly as a scenario's mocked upstream does.
 
 use std::io::{self, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::client::{framing, read_body, read_head, Framing};
 
@@ -57,12 +60,28 @@ impl SeenRequest {
     }
 }
 
+/// A scripted answer, replacing the echo.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Headers, in order (`content-length` is added).
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Wait this long before answering.
+    pub delay: Duration,
+    /// Read the request and never answer (the caller times out).
+    pub hang: bool,
+}
+
 type Shared<T> = Arc<Mutex<T>>;
 
 /// A running echo upstream; stops its threads and closes its connections on drop.
 pub struct EchoUpstream {
     addr: SocketAddr,
     seen: Shared<Vec<SeenRequest>>,
+    reply: Shared<Option<Reply>>,
     stop: Arc<AtomicBool>,
     connections: Shared<Vec<TcpStream>>,
     acceptor: Option<JoinHandle<Vec<JoinHandle<()>>>>,
@@ -78,11 +97,17 @@ impl EchoUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local_addr");
         let seen: Shared<Vec<SeenRequest>> = Arc::default();
+        let reply: Shared<Option<Reply>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let connections: Shared<Vec<TcpStream>> = Arc::default();
         let config = Arc::new(config);
         let acceptor = {
-            let (seen, stop, connections) = (seen.clone(), stop.clone(), connections.clone());
+            let (seen, reply, stop, connections) = (
+                seen.clone(),
+                reply.clone(),
+                stop.clone(),
+                connections.clone(),
+            );
             std::thread::spawn(move || {
                 let mut handlers = Vec::new();
                 for stream in listener.incoming() {
@@ -93,10 +118,10 @@ impl EchoUpstream {
                     if let Ok(clone) = stream.try_clone() {
                         lock(&connections).push(clone);
                     }
-                    let (seen, config) = (seen.clone(), config.clone());
+                    let (seen, reply, config) = (seen.clone(), reply.clone(), config.clone());
                     handlers.push(std::thread::spawn(move || {
                         // A reset from Envoy being killed ends the connection; not an error.
-                        let _ = serve(stream, &config, &seen);
+                        let _ = serve(stream, &config, &seen, &reply);
                     }));
                 }
                 handlers
@@ -105,6 +130,7 @@ impl EchoUpstream {
         Self {
             addr,
             seen,
+            reply,
             stop,
             connections,
             acceptor: Some(acceptor),
@@ -119,6 +145,16 @@ impl EchoUpstream {
     /// Every request received so far, in arrival order.
     pub fn seen(&self) -> Vec<SeenRequest> {
         lock(&self.seen).clone()
+    }
+
+    /// Answers every later request with `reply` (`None`: the echo again).
+    pub fn set_reply(&self, reply: Option<Reply>) {
+        *lock(&self.reply) = reply;
+    }
+
+    /// Forgets the requests seen so far.
+    pub fn clear_seen(&self) {
+        lock(&self.seen).clear();
     }
 }
 
@@ -151,6 +187,7 @@ fn serve(
     stream: TcpStream,
     config: &UpstreamConfig,
     seen: &Mutex<Vec<SeenRequest>>,
+    scripted: &Mutex<Option<Reply>>,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut writer = stream.try_clone()?;
@@ -166,6 +203,16 @@ fn serve(
             headers,
             body,
         };
+        let scripted = lock(scripted).clone();
+        if let Some(reply) = scripted {
+            lock(seen).push(request);
+            if reply.hang {
+                continue;
+            }
+            std::thread::sleep(reply.delay);
+            writer.write_all(&encode_reply(&reply))?;
+            continue;
+        }
         let answer = request.to_json().to_string();
         lock(seen).push(request);
         let mut head = format!(
@@ -183,4 +230,16 @@ fn serve(
         writer.write_all(head.as_bytes())?;
     }
     Ok(())
+}
+
+/// A scripted answer on the wire, in one buffer.
+fn encode_reply(reply: &Reply) -> Vec<u8> {
+    let mut head = format!("HTTP/1.1 {} X\r\n", reply.status);
+    for (name, value) in &reply.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("content-length: {}\r\n\r\n", reply.body.len()));
+    let mut out = head.into_bytes();
+    out.extend_from_slice(&reply.body);
+    out
 }
