@@ -9,9 +9,9 @@
 //!   `proxy_continue_stream`; proxy-wasm-cpp-host turns a pause on headers
 //!   into StopAllIteration, so the body waits too.
 //! - A local reply stops the request path at once, whatever the callback
-//!   returned, and runs the response path through every filter (Envoy's
-//!   `sendLocalReply` encodes from the start of the encoder chain, and a Wasm
-//!   filter that never saw the request creates its context on the response).
+//!   returned, and runs the response path from the filter that replied back
+//!   to the first: the replier sees its own reply, the filters after it never
+//!   see the stream (measured on Envoy 1.40, `e2e::differential`).
 //!   A local reply sent on the response path replaces the response and goes
 //!   on through the filters not yet run.
 //! - Routing happens when the request leaves the last filter, so a header a
@@ -908,8 +908,10 @@ impl Host {
         p.stage = Stage::Headers;
         match from {
             Direction::Request => {
+                // Response positions count from the last filter: start at
+                // the replier, so the filters after it are skipped.
                 p.phase = Phase::Response;
-                p.position = 0;
+                p.position = self.filters.len().saturating_sub(1).saturating_sub(filter);
             }
             Direction::Response => p.position = position + 1,
         }

@@ -295,6 +295,8 @@ pub struct ScenarioOutcome {
     pub steps: Vec<StepOutcome>,
     /// The Prometheus exposition at the end.
     pub prometheus: String,
+    /// Every metric at the end, as the filters defined them.
+    pub metrics: Vec<crate::metrics::Metric>,
 }
 
 impl ScenarioOutcome {
@@ -508,6 +510,7 @@ fn run_loaded(path: &Path, scenario: &Scenario) -> Result<ScenarioOutcome, Scena
         load_error: None,
         steps: Vec::new(),
         prometheus: String::new(),
+        metrics: Vec::new(),
     };
     let mut host = match build(path, scenario) {
         Ok(host) => host,
@@ -571,8 +574,9 @@ fn run_loaded(path: &Path, scenario: &Scenario) -> Result<ScenarioOutcome, Scena
             crate::expect::check(&expect, step_outcome.exchange.as_ref(), &host, &stats);
         outcome.steps.push(step_outcome);
     }
+    outcome.metrics = host.metrics();
     outcome.prometheus =
-        crate::prometheus::render(&host.metrics(), &stats).map_err(|e| ScenarioError {
+        crate::prometheus::render(&outcome.metrics, &stats).map_err(|e| ScenarioError {
             file,
             message: format!("stats_config: {e}"),
         })?;

@@ -27,14 +27,21 @@
 //!   (`content-length`, `transfer-encoding`, `connection`),
 //!   `x-envoy-upstream-service-time`, `x-envoy-expected-rq-timeout-ms`.
 //!   `x-request-id` is compared by presence only (Envoy's is random).
+//! - Counters and gauges are compared at the end of a scenario whose steps
+//!   all ran in Envoy (`wasmcustom.<name>` in Envoy's `/stats`), both ways;
+//!   histograms are not (Envoy only exposes their summaries), nor are the
+//!   metrics of a scenario with callout clusters (Envoy retries on real-time
+//!   timers, in each of its three VMs per filter).
 //! - A scenario's `expect_load_error` must make Envoy refuse to start, and
 //!   Envoy's log must carry the same message.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use host_test::abi::types::MetricKind;
+use host_test::metrics::Metric;
 use host_test::scenario::{self, Scenario};
 use host_test::{Exchange, MockResponse};
 
@@ -150,8 +157,10 @@ pub struct Report {
     pub verdict: Verdict,
     /// Request steps compared.
     pub compared: usize,
-    /// Steps not compared, with the reason.
-    pub not_compared: Vec<(usize, String)>,
+    /// What was not compared, and why (e.g. `2 steps: host-test's virtual clock`).
+    pub not_compared: Vec<String>,
+    /// Whether the final counters and gauges were compared.
+    pub metrics_compared: bool,
     /// The differences found.
     pub differences: Vec<Difference>,
     /// The tail of Envoy's log, when there were differences.
@@ -171,6 +180,7 @@ pub fn run(file: &Path) -> Report {
         verdict: Verdict::Compared,
         compared: 0,
         not_compared: Vec::new(),
+        metrics_compared: false,
         differences: Vec::new(),
         envoy_log_tail: String::new(),
     };
@@ -212,9 +222,9 @@ pub fn run(file: &Path) -> Report {
         .unwrap_or_else(|f| panic!("{}: Envoy did not start: {f}", report.file));
     for (index, step) in loaded.steps.iter().enumerate() {
         if step.advance.is_some() {
-            report.not_compared.push((
-                loaded.steps.len() - index,
-                "host-test's virtual clock (advance)".into(),
+            report.not_compared.push(format!(
+                "{} step(s): host-test's virtual clock (advance)",
+                loaded.steps.len() - index
             ));
             break;
         }
@@ -222,12 +232,10 @@ pub fn run(file: &Path) -> Report {
             continue;
         };
         if !HTTP1_METHODS.contains(&request.method.as_str()) {
-            report.not_compared.push((
-                1,
-                format!(
-                    "method {:?}, refused by Envoy's HTTP/1.1 codec",
-                    request.method
-                ),
+            report.not_compared.push(format!(
+                "step {}: method {:?}, refused by Envoy's HTTP/1.1 codec",
+                index + 1,
+                request.method
             ));
             continue;
         }
@@ -252,10 +260,80 @@ pub fn run(file: &Path) -> Report {
             .extend(host_side.differences(&envoy_side, index + 1));
         report.compared += 1;
     }
+    if !report.not_compared.is_empty() {
+        report
+            .not_compared
+            .push("metrics: not every step ran in Envoy".into());
+    } else if !loaded.clusters.is_empty() {
+        report.not_compared.push(
+            "metrics: callout retries run on Envoy's real-time timers, in each of its VMs".into(),
+        );
+    } else {
+        report.metrics_compared = true;
+        report.differences.extend(metric_differences(
+            &envoy,
+            &outcome.metrics,
+            loaded.steps.len(),
+        ));
+    }
     if !report.differences.is_empty() {
         report.envoy_log_tail = envoy.log_tail();
     }
     report
+}
+
+/// Counters and gauges that differ between host-test's final state and
+/// Envoy's (`wasmcustom.<name>` in `/stats`). Envoy files a counter after
+/// the response has left (at stream end), so it is polled for a moment.
+fn metric_differences(envoy: &Envoy, host: &[Metric], last_step: usize) -> Vec<Difference> {
+    let wanted: Vec<(String, i64)> = host
+        .iter()
+        .filter(|m| m.kind != MetricKind::Histogram)
+        .map(|m| (m.name.clone(), m.value))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let stats = envoy.admin_get("/stats?format=json").json();
+        let envoy_values: BTreeMap<String, i64> = stats
+            .get("stats")
+            .and_then(serde_json::Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|s| {
+                let name = s.get("name")?.as_str()?.strip_prefix("wasmcustom.")?;
+                Some((name.to_owned(), s.get("value")?.as_i64()?))
+            })
+            .collect();
+        let mut differences: Vec<Difference> = wanted
+            .iter()
+            .filter(|(name, value)| envoy_values.get(name) != Some(value))
+            .map(|(name, value)| Difference {
+                step: last_step,
+                field: format!("metric {name}"),
+                host_test: value.to_string(),
+                envoy: envoy_values
+                    .get(name)
+                    .map_or("missing".to_owned(), i64::to_string),
+            })
+            .collect();
+        // And what only Envoy has (a zero is a defined, unused metric).
+        differences.extend(
+            envoy_values
+                .iter()
+                .filter(|(name, value)| **value != 0 && !wanted.iter().any(|(n, _)| n == *name))
+                .map(|(name, value)| Difference {
+                    step: last_step,
+                    field: format!("metric {name}"),
+                    host_test: "missing".to_owned(),
+                    envoy: value.to_string(),
+                }),
+        );
+        if differences.is_empty() || Instant::now() > deadline {
+            return differences;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The reason a scenario cannot run in a real Envoy, if any.

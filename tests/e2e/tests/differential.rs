@@ -12,9 +12,11 @@ use e2e::paths;
 
 /// At least this many request steps must be compared (the count when the
 /// test was written, so excluding more fails it).
-const MIN_COMPARED_STEPS: usize = 96;
+const MIN_COMPARED_STEPS: usize = 98;
 /// At least this many scenario files must run in Envoy.
-const MIN_COMPARED_SCENARIOS: usize = 38;
+const MIN_COMPARED_SCENARIOS: usize = 39;
+/// At least this many scenarios must have their final metrics compared.
+const MIN_METRICS_COMPARED: usize = 20;
 
 fn scenario_files() -> Vec<PathBuf> {
     let root = paths::repo_root().join("tests/scenarios");
@@ -38,7 +40,7 @@ fn scenario_files() -> Vec<PathBuf> {
 #[test]
 fn every_scenario_gives_the_same_answers_in_host_test_and_envoy() {
     let root = paths::repo_root();
-    let (mut steps, mut scenarios, mut failures) = (0, 0, Vec::new());
+    let (mut steps, mut scenarios, mut with_metrics, mut failures) = (0, 0, 0, Vec::new());
     for file in scenario_files() {
         let relative = file
             .strip_prefix(&root)
@@ -51,14 +53,22 @@ fn every_scenario_gives_the_same_answers_in_host_test_and_envoy() {
             Verdict::Compared => {
                 scenarios += 1;
                 steps += report.compared;
+                if report.metrics_compared {
+                    with_metrics += 1;
+                }
                 let skipped: String = report
                     .not_compared
                     .iter()
-                    .map(|(n, why)| format!(", {n} step(s) not compared: {why}"))
+                    .map(|note| format!("; not compared: {note}"))
                     .collect();
                 println!(
-                    "{relative}: {} steps compared, {} differences{skipped}",
+                    "{relative}: {} steps compared{}, {} differences{skipped}",
                     report.compared,
+                    if report.metrics_compared {
+                        " and metrics"
+                    } else {
+                        ""
+                    },
                     report.differences.len()
                 );
             }
@@ -76,14 +86,17 @@ fn every_scenario_gives_the_same_answers_in_host_test_and_envoy() {
             ));
         }
     }
-    println!("{scenarios} scenarios and {steps} steps compared");
+    println!("{scenarios} scenarios and {steps} steps compared, metrics in {with_metrics}");
     assert!(
         failures.is_empty(),
         "host-test and Envoy differ:\n{}",
         failures.join("\n")
     );
     assert!(
-        steps >= MIN_COMPARED_STEPS && scenarios >= MIN_COMPARED_SCENARIOS,
-        "only {scenarios} scenarios / {steps} steps compared (want >= {MIN_COMPARED_SCENARIOS} / {MIN_COMPARED_STEPS})"
+        steps >= MIN_COMPARED_STEPS
+            && scenarios >= MIN_COMPARED_SCENARIOS
+            && with_metrics >= MIN_METRICS_COMPARED,
+        "only {scenarios} scenarios / {steps} steps / metrics in {with_metrics} compared \
+         (want >= {MIN_COMPARED_SCENARIOS} / {MIN_COMPARED_STEPS} / {MIN_METRICS_COMPARED})"
     );
 }
