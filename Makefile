@@ -24,7 +24,7 @@ ENVOY_VERSION := 1.40.0
 VENV          := .tools/venv
 ENVOY         := $(VENV)/bin/envoy
 
-.PHONY: all build fixtures host-test envoy oci oci-tools e2e test demo bench bench-envoy fmt fmt-check lint clean
+.PHONY: all build fixtures host-test envoy oci oci-tools push e2e test demo bench bench-envoy fmt fmt-check lint clean
 
 all: build
 
@@ -64,10 +64,25 @@ oci-tools:
 	@command -v docker-registry >/dev/null && command -v skopeo >/dev/null || \
 		(apt-get update && apt-get install -y docker-registry skopeo)
 
-## oci: every filter as an OCI image layout in Istio's Wasm format, in dist/oci/<name>
-## (push one with: skopeo copy oci:dist/oci/<name>:0.1.0 docker://REGISTRY/mesh/<name>:0.1.0)
+## oci: every filter as an OCI image layout in Istio's Wasm format, in
+## dist/oci/<name>, and the WasmPlugins pinned to their manifest digests in
+## dist/manifests/<name>.yaml
 oci: build
 	$(CARGO) run -q -p xtask -- oci dist/filters dist/oci
+	$(CARGO) run -q -p xtask -- manifests dist/oci manifests/istio/wasmplugins dist/manifests
+
+# Image tag: the workspace version (xtask's oci::TAG).
+IMAGE_TAG := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+# Set TLS_VERIFY=true for a registry with a trusted certificate.
+TLS_VERIFY ?= false
+
+## push: every image to REGISTRY (host:port) as mesh/<name>:<version>, with skopeo
+push: oci oci-tools
+	@test -n "$(REGISTRY)" || { echo "usage: make push REGISTRY=host:port [TLS_VERIFY=true]"; exit 2; }
+	@for dir in dist/oci/*/; do \
+		name=$$(basename $$dir); \
+		skopeo copy --dest-tls-verify=$(TLS_VERIFY) oci:$$dir:$(IMAGE_TAG) docker://$(REGISTRY)/mesh/$$name:$(IMAGE_TAG) || exit 1; \
+	done
 
 ## e2e: the real-Envoy tests and the OCI push test (tests/e2e)
 e2e: build fixtures envoy oci-tools

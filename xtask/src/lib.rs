@@ -4,4 +4,5 @@
 //! errors into one line on stderr and exit code 2.
 #![forbid(unsafe_code)]
 
+pub mod manifests;
 pub mod oci;

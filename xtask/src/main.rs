@@ -1,10 +1,11 @@
-//! The `xtask` command line: `xtask oci DIST_DIR OUT_DIR`.
+//! The `xtask` command line: `xtask oci DIST_DIR OUT_DIR` and
+//! `xtask manifests OCI_DIR SRC_DIR OUT_DIR`.
 #![forbid(unsafe_code)]
 
 use std::path::Path;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: xtask oci DIST_DIR OUT_DIR";
+const USAGE: &str = "usage: xtask oci DIST_DIR OUT_DIR | xtask manifests OCI_DIR SRC_DIR OUT_DIR";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,6 +28,20 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        ["manifests", oci, src, out] => {
+            match xtask::manifests::render_all(Path::new(oci), Path::new(src), Path::new(out)) {
+                Ok(written) => {
+                    for (file, hex) in written {
+                        println!("{}: sha256 {hex}", file.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("xtask manifests: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)

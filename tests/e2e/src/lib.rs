@@ -17,6 +17,7 @@ pub mod bootstrap;
 pub mod client;
 pub mod differential;
 pub mod envoy;
+pub mod manifests;
 pub mod paths;
 pub mod upstream;
 

@@ -1,7 +1,11 @@
-//! The shipped WasmPlugins (manifests/istio/wasmplugins/*.yaml) parse, are
-//! WasmPlugins with an `oci://` URL, and carry a pluginConfig that the
-//! filter's own `config::validate` accepts, exactly as `on_configure` would
-//! receive it (Istio hands pluginConfig to the module as JSON).
+//! The shipped WasmPlugins (manifests/istio/wasmplugins/*.yaml): each one
+//! follows the WasmPlugin spec's rules (extensions.istio.io/v1alpha1: field
+//! names and types, the enums, `sha256`'s pattern, the `url` scheme, at most
+//! one of selector/targetRef/targetRefs), is pulled from OCI, and carries a
+//! pluginConfig that the filter's own `config::validate` accepts, exactly as
+//! `on_configure` would receive it (Istio hands pluginConfig over as JSON).
+//! The rendered copies in dist/manifests (`make manifests`) are checked by
+//! the same rules in tests/oci.rs, where their digests are known.
 // Test helpers: a failed unwrap here is a failed test, which is the point.
 #![allow(
     clippy::unwrap_used,
@@ -11,23 +15,10 @@
 )]
 
 use std::fs;
-use std::path::PathBuf;
 
+use e2e::manifests::{self, wasmplugin_rule_violations};
 use e2e::paths;
 use serde_yaml_ng::Value;
-
-/// Every filter that ships a WasmPlugin here, by manifest file stem.
-const SHIPPED: [&str; 3] = ["security-headers", "metrics", "rate-limit"];
-
-fn manifest_path(name: &str) -> PathBuf {
-    paths::repo_root().join(format!("manifests/istio/wasmplugins/{name}.yaml"))
-}
-
-fn load(name: &str) -> Value {
-    let path = manifest_path(name);
-    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 /// pluginConfig as the JSON bytes the module's `on_configure` receives.
 fn plugin_config_json(doc: &Value) -> Vec<u8> {
@@ -37,7 +28,7 @@ fn plugin_config_json(doc: &Value) -> Vec<u8> {
 }
 
 #[test]
-fn every_manifest_in_the_directory_is_a_shipped_filter() {
+fn every_shipped_filter_has_a_wasmplugin_and_nothing_else_is_there() {
     let dir = paths::repo_root().join("manifests/istio/wasmplugins");
     let mut found: Vec<String> = fs::read_dir(&dir)
         .unwrap()
@@ -46,21 +37,17 @@ fn every_manifest_in_the_directory_is_a_shipped_filter() {
         .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
     found.sort();
-    let mut expected: Vec<String> = SHIPPED.iter().map(|s| (*s).to_owned()).collect();
+    let mut expected: Vec<String> = manifests::SHIPPED.iter().map(|s| (*s).to_owned()).collect();
     expected.sort();
     assert_eq!(found, expected);
 }
 
 #[test]
-fn every_manifest_is_a_wasmplugin_pulled_from_oci() {
-    for name in SHIPPED {
-        let doc = load(name);
-        assert_eq!(
-            doc["apiVersion"].as_str(),
-            Some("extensions.istio.io/v1alpha1"),
-            "{name}"
-        );
-        assert_eq!(doc["kind"].as_str(), Some("WasmPlugin"), "{name}");
+fn every_wasmplugin_follows_the_spec_rules_and_is_pulled_from_oci() {
+    for name in manifests::SHIPPED {
+        let doc = manifests::load_wasmplugin(name);
+        let violations = wasmplugin_rule_violations(&doc);
+        assert!(violations.is_empty(), "{name}: {violations:#?}");
         assert_eq!(doc["metadata"]["name"].as_str(), Some(name), "{name}");
         let url = doc["spec"]["url"].as_str().unwrap_or_default();
         assert!(
@@ -71,38 +58,147 @@ fn every_manifest_is_a_wasmplugin_pulled_from_oci() {
             url.contains(&format!("/{name}:")),
             "{name}: url {url:?} does not name the image after the filter"
         );
-        assert!(doc["spec"]["phase"].as_str().is_some(), "{name}: no phase");
+        for key in ["phase", "failStrategy", "imagePullPolicy", "selector"] {
+            assert!(!doc["spec"][key].is_null(), "{name}: spec.{key} is not set");
+        }
     }
 }
 
 #[test]
-fn security_headers_plugin_config_passes_the_filters_validation() {
-    let raw = plugin_config_json(&load("security-headers"));
-    if let Err(e) = security_headers::config::validate(&raw) {
-        panic!("{e}");
+fn the_rules_catch_what_the_spec_forbids() {
+    // Guards the test above against a checker that accepts anything.
+    let good = manifests::load_wasmplugin("metrics");
+    let broken = |edit: &dyn Fn(&mut Value)| {
+        let mut doc = good.clone();
+        edit(&mut doc);
+        wasmplugin_rule_violations(&doc)
+    };
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        (
+            "unknown field",
+            broken(&|d| d["spec"]["phases"] = "AUTHN".into()),
+        ),
+        (
+            "bad enum",
+            broken(&|d| d["spec"]["phase"] = "AUTHENTICATION".into()),
+        ),
+        (
+            "wrong type",
+            broken(&|d| d["spec"]["priority"] = "high".into()),
+        ),
+        (
+            "bad sha256",
+            broken(&|d| d["spec"]["sha256"] = "sha256:abc".into()),
+        ),
+        (
+            "bad url scheme",
+            broken(&|d| d["spec"]["url"] = "ftp://x/y".into()),
+        ),
+        (
+            "selector and targetRef",
+            broken(&|d| {
+                d["spec"]["targetRef"] = serde_yaml_ng::from_str(
+                    "{kind: Gateway, group: gateway.networking.k8s.io, name: gw}",
+                )
+                .unwrap();
+            }),
+        ),
+        (
+            "bad match mode",
+            broken(&|d| d["spec"]["match"] = serde_yaml_ng::from_str("[{mode: INBOUND}]").unwrap()),
+        ),
+    ];
+    for (what, violations) in cases {
+        assert!(!violations.is_empty(), "{what} was not caught");
+    }
+    let mut with_digest = good.clone();
+    with_digest["spec"]["sha256"] = "ab".repeat(32).into();
+    assert!(wasmplugin_rule_violations(&with_digest).is_empty());
+}
+
+#[test]
+fn every_plugin_config_passes_its_filters_validation() {
+    type Validate = fn(&[u8]) -> Result<(), String>;
+    let validators: [(&str, Validate); 5] = [
+        ("jwt-auth", |raw| {
+            jwt_auth::config::validate(raw)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }),
+        ("rate-limit", |raw| {
+            rate_limit::config::validate(raw)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }),
+        ("canary-router", |raw| {
+            canary_router::config::validate(raw)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }),
+        ("security-headers", |raw| {
+            security_headers::config::validate(raw)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }),
+        ("metrics", |raw| {
+            metrics::config::validate(raw)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }),
+    ];
+    assert_eq!(validators.len(), manifests::SHIPPED.len());
+    for (name, validate) in validators {
+        let doc = manifests::load_wasmplugin(name);
+        if let Err(e) = validate(&plugin_config_json(&doc)) {
+            panic!("{name}: {e}");
+        }
+        // And the validation is not a formality: an unknown field is refused.
+        let mut broken = doc.clone();
+        broken["spec"]["pluginConfig"]["unknown_field"] = Value::Bool(true);
+        assert!(
+            validate(&plugin_config_json(&broken)).is_err(),
+            "{name} accepted an unknown field"
+        );
     }
 }
 
 #[test]
-fn metrics_plugin_config_passes_the_filters_validation() {
-    let raw = plugin_config_json(&load("metrics"));
-    if let Err(e) = metrics::config::validate(&raw) {
-        panic!("{e}");
-    }
+fn istio_phase_order_is_the_chain_the_e2e_tests_run() {
+    let chain = manifests::chain();
+    let order: Vec<&str> = chain.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        order,
+        [
+            "security-headers",
+            "jwt-auth",
+            "rate-limit",
+            "canary-router",
+            "metrics"
+        ]
+    );
 }
 
 #[test]
-fn rate_limit_plugin_config_passes_the_filters_validation() {
-    let raw = plugin_config_json(&load("rate-limit"));
-    if let Err(e) = rate_limit::config::validate(&raw) {
-        panic!("{e}");
+fn rendered_manifests_pin_each_images_manifest_digest() {
+    let scratch = std::env::temp_dir().join(format!("e2e-render-{}", std::process::id()));
+    let (oci, out) = (scratch.join("oci"), scratch.join("manifests"));
+    let mut images = Vec::new();
+    for name in manifests::SHIPPED {
+        let wasm = paths::filter_wasm(&name.replace('-', "_"));
+        images.push(xtask::oci::write_filter(&wasm, &oci).unwrap());
     }
-}
-
-#[test]
-fn a_broken_plugin_config_is_caught() {
-    // Guards the three tests above against a validate that accepts anything.
-    let mut doc = load("rate-limit");
-    doc["spec"]["pluginConfig"]["unknown_field"] = Value::Bool(true);
-    assert!(rate_limit::config::validate(&plugin_config_json(&doc)).is_err());
+    let src = paths::repo_root().join("manifests/istio/wasmplugins");
+    let rendered = xtask::manifests::render_all(&oci, &src, &out).unwrap();
+    assert_eq!(rendered.len(), manifests::SHIPPED.len());
+    for image in images {
+        let file = out.join(format!("{}.yaml", image.name));
+        let doc: Value = serde_yaml_ng::from_str(&fs::read_to_string(&file).unwrap()).unwrap();
+        let violations = wasmplugin_rule_violations(&doc);
+        assert!(violations.is_empty(), "{}: {violations:#?}", file.display());
+        // The manifest digest, never the module's own hash (istio#37565).
+        let pinned = doc["spec"]["sha256"].as_str().unwrap();
+        assert_eq!(Some(pinned), image.manifest_digest.strip_prefix("sha256:"));
+        assert_ne!(Some(pinned), image.wasm_digest.strip_prefix("sha256:"));
+    }
+    let _ = fs::remove_dir_all(&scratch);
 }

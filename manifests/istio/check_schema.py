@@ -1,6 +1,7 @@
-"""Validates the manifests in this directory against the Istio CRD schemas.
+"""Validates every Istio manifest under manifests/istio/ against the Istio CRD
+schemas (a developer check; CI runs the Rust rules in tests/e2e/tests/manifests.rs).
 
-Usage: python3 manifests/istio/canary/check_schema.py [CRD_DIR]
+Usage: python3 manifests/istio/check_schema.py [CRD_DIR]
 (default CRD_DIR: /work/shared/istio-crds). Needs PyYAML and jsonschema.
 Each document's spec is checked against the openAPIV3Schema of its
 apiVersion in the matching CRD. Unknown fields are refused unless the schema
@@ -41,8 +42,10 @@ for path in glob.glob(os.path.join(CRD_DIR, "*.yaml")):
             version["schema"]["openAPIV3Schema"]["properties"]["spec"])
 
 failed = 0
-for path in sorted(glob.glob(os.path.join(HERE, "*.yaml"))):
+for path in sorted(glob.glob(os.path.join(HERE, "**", "*.yaml"), recursive=True)):
     for doc in yaml.safe_load_all(open(path)):
+        if not isinstance(doc, dict) or "apiVersion" not in doc or "spec" not in doc:
+            continue  # not a Kubernetes resource (e.g. a ProxyConfig snippet)
         key = (doc["apiVersion"], doc["kind"])
         name = f"{os.path.basename(path)}: {doc['kind']} {doc['metadata']['name']}"
         if key not in schemas:
