@@ -24,7 +24,7 @@ ENVOY_VERSION := 1.40.0
 VENV          := .tools/venv
 ENVOY         := $(VENV)/bin/envoy
 
-.PHONY: all build fixtures host-test envoy oci oci-tools push e2e test demo bench bench-envoy fmt fmt-check lint clean
+.PHONY: all build fixtures host-test envoy oci oci-tools push e2e test demo up bench bench-envoy fmt fmt-check lint clean
 
 all: build
 
@@ -100,14 +100,36 @@ scenarios: host-test
 
 DEMO_CHAIN := tests/scenarios/chain/hardened_and_measured.yaml
 
-## demo: the main job: build the filters, run every scenario through
-## host-test with a step-by-step report, then show what Prometheus would
-## scrape from the demo chain (metrics + security-headers + an auth stand-in)
-demo: build fixtures host-test
+## demo: the whole pipeline: build the filters, verify every scenario in
+## host-test, run the shipped chain in a real Envoy with a few illustrative
+## requests, package the OCI images and render the pinned WasmPlugins
+demo: build fixtures host-test envoy
+	@echo "== 1. build: dist/filters"
+	@ls -l dist/filters
+	@echo
+	@echo "== 2. every scenario through host-test"
 	$(HOST_TEST) run --verbose $(SCENARIOS)
 	@echo
 	@echo "== $(DEMO_CHAIN): /stats/prometheus as Envoy would render it =="
 	$(HOST_TEST) metrics $(DEMO_CHAIN)
+	@echo
+	@echo "== 3. the shipped chain in Envoy $(ENVOY_VERSION)"
+	$(CARGO) run -q -p e2e --bin chain-demo
+	@echo
+	@echo "== 4. OCI images (dist/oci) and 5. WasmPlugins pinned to their digests (dist/manifests)"
+	$(CARGO) run -q -p xtask -- oci dist/filters dist/oci
+	$(CARGO) run -q -p xtask -- manifests dist/oci manifests/istio/wasmplugins dist/manifests
+	@echo
+	@echo "Next: make up (the chain on 127.0.0.1:10000 for curl), make push REGISTRY=host:port"
+
+## up: the shipped chain on 127.0.0.1:10000 in the foreground (Ctrl-C stops
+## it), from manifests/envoy/full-chain.yaml; prints a token to curl with
+up: build envoy
+	@echo "The chain listens on 127.0.0.1:10000, admin on 127.0.0.1:9901. Try:"
+	@echo "  curl -i localhost:10000/api/items"
+	@echo "  curl -i -H \"authorization: Bearer $$($(CARGO) run -q -p e2e --bin chain-demo -- --token alice)\" localhost:10000/api/items"
+	@echo "  curl -s localhost:9901/stats/prometheus | grep mesh_requests_total"
+	$(ENVOY) -c manifests/envoy/full-chain.yaml --concurrency 2 --log-level warn
 
 ## bench: criterion benches (host-test lifecycle, filter cores)
 bench: build fixtures

@@ -14,6 +14,7 @@
 #![allow(clippy::panic, clippy::expect_used)]
 
 pub mod bootstrap;
+pub mod chain;
 pub mod client;
 pub mod differential;
 pub mod envoy;

@@ -12,120 +12,12 @@
 )]
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use e2e::upstream::Reply;
-use e2e::{manifests, paths, Bootstrap, EchoUpstream, Envoy, HttpFilter, Route, UpstreamConfig};
+use e2e::chain::{self, Idp, RunningChain};
+use e2e::{paths, Envoy};
 use prometheus_parse::{Scrape, Value};
-use rsa::pkcs1v15::SigningKey;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::signature::{SignatureEncoding, Signer};
-use rsa::traits::PublicKeyParts;
-use rsa::RsaPrivateKey;
-use sha2::Sha256;
-
-const KID: &str = "e2e-key";
-
-struct Idp {
-    key: RsaPrivateKey,
-}
-
-impl Idp {
-    fn load() -> Self {
-        let path = paths::repo_root().join("tests/e2e/data/test-rs256-key.pem");
-        let pem = std::fs::read_to_string(&path).unwrap();
-        Self {
-            key: RsaPrivateKey::from_pkcs8_pem(&pem).unwrap(),
-        }
-    }
-
-    fn jwks(&self) -> String {
-        let public = self.key.to_public_key();
-        serde_json::json!({"keys": [{
-            "kty": "RSA", "kid": KID, "alg": "RS256", "use": "sig",
-            "n": URL_SAFE_NO_PAD.encode(public.n().to_bytes_be()),
-            "e": URL_SAFE_NO_PAD.encode(public.e().to_bytes_be()),
-        }]})
-        .to_string()
-    }
-
-    /// An RS256 token for `sub`, valid for an hour, as the manifest's
-    /// provider expects (issuer, audience, exp).
-    fn token(&self, sub: &str) -> String {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": KID});
-        let claims = serde_json::json!({
-            "iss": "https://idp.example.com", "aud": "shop", "sub": sub,
-            "iat": now, "exp": now + 3600,
-        });
-        let input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let signature = SigningKey::<Sha256>::new(self.key.clone()).sign(input.as_bytes());
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
-    }
-}
-
-struct Chain {
-    envoy: Envoy,
-    v1: EchoUpstream,
-    v2: EchoUpstream,
-    _idp_server: EchoUpstream,
-}
-
-fn start_chain(idp: &Idp) -> Chain {
-    let idp_server = EchoUpstream::start(UpstreamConfig::default());
-    idp_server.set_reply(Some(Reply {
-        status: 200,
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: idp.jwks().into_bytes(),
-        ..Reply::default()
-    }));
-    let (v1, v2) = (
-        EchoUpstream::start(UpstreamConfig::default()),
-        EchoUpstream::start(UpstreamConfig::default()),
-    );
-    let chain = manifests::chain();
-    let jwt = chain.iter().find(|p| p.name == "jwt-auth").unwrap();
-    let jwt_config: serde_json::Value = serde_json::from_str(&jwt.config).unwrap();
-    let jwks_cluster = jwt_config["providers"]["idp"]["remote_jwks"]["http_uri"]["cluster"]
-        .as_str()
-        .unwrap();
-    let mut bootstrap = Bootstrap::new()
-        .cluster(jwks_cluster, idp_server.addr())
-        .cluster("reviews-v1", v1.addr())
-        .cluster("reviews-v2", v2.addr())
-        .header_route(
-            "x-canary-version",
-            "v2",
-            Route::Cluster("reviews-v2".into()),
-        )
-        .route("/", Route::Cluster("reviews-v1".into()))
-        .stats_config_from(&paths::metrics_stats_tags_manifest());
-    for plugin in &chain {
-        bootstrap = bootstrap.filter(HttpFilter::Wasm {
-            name: plugin.name.clone(),
-            wasm: plugin.wasm.clone(),
-            config: plugin.config.clone(),
-            root_id: String::new(),
-            vm_config: None,
-            fail_open: plugin.fail_open,
-        });
-    }
-    Chain {
-        envoy: Envoy::start(&bootstrap),
-        v1,
-        v2,
-        _idp_server: idp_server,
-    }
-}
 
 /// `mesh_requests_total` by `(response_code, version)`, once it reaches `total`.
 fn requests_by_code_and_version(envoy: &Envoy, total: f64) -> HashMap<(String, String), f64> {
@@ -162,7 +54,7 @@ fn requests_by_code_and_version(envoy: &Envoy, total: f64) -> HashMap<(String, S
 #[test]
 fn the_shipped_chain_authenticates_limits_routes_hardens_and_counts() {
     let idp = Idp::load();
-    let chain = start_chain(&idp);
+    let chain = RunningChain::start(&idp);
     let envoy = &chain.envoy;
     let https = ("x-forwarded-proto", "https");
 
@@ -181,7 +73,7 @@ fn the_shipped_chain_authenticates_limits_routes_hardens_and_counts() {
     // A valid token (the JWKS arrives by callout on first use): the
     // application sees the subject, never the token, and the version header
     // that routed it; the route cache was cleared, so the cluster matches it.
-    let alice = format!("Bearer {}", idp.token("alice"));
+    let alice = format!("Bearer {}", idp.token("alice", 3600));
     let ok = envoy.get("/api/items", &[https, ("authorization", &alice)]);
     assert_eq!(ok.status, 200, "{}", envoy.log_tail());
     assert_eq!(ok.header("x-frame-options"), Some("DENY"));
@@ -227,7 +119,7 @@ fn the_shipped_chain_authenticates_limits_routes_hardens_and_counts() {
 
     // rate-limit keys on the x-jwt-sub jwt-auth set: bob gets the manifest's
     // 100 per minute, then 429 with the draft headers, still hardened.
-    let bob = format!("Bearer {}", idp.token("bob"));
+    let bob = format!("Bearer {}", idp.token("bob", 3600));
     let mut conn = envoy.connect();
     let statuses: Vec<u16> = (0..101)
         .map(|_| {
@@ -283,4 +175,32 @@ fn the_shipped_chain_authenticates_limits_routes_hardens_and_counts() {
             <= 2.0
     );
     println!("mesh_requests_total by (code, version): {counts:?}");
+}
+
+#[test]
+fn the_standalone_config_is_rendered_from_the_current_manifests() {
+    let path = chain::standalone_config_path();
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == chain::standalone_config_text(&Idp::load()),
+        "{} is out of date: run `cargo run -q -p e2e --bin chain-demo -- --write-config`",
+        path.display()
+    );
+}
+
+#[test]
+fn envoy_accepts_the_standalone_config() {
+    // Validation mode parses the whole config and builds every listener,
+    // cluster and filter (the Wasm modules included) without binding ports,
+    // so it cannot collide with anything running here.
+    let out = Command::new(paths::envoy_bin())
+        .current_dir(paths::repo_root())
+        .args(["--mode", "validate", "-c"])
+        .arg(chain::standalone_config_path())
+        .output()
+        .unwrap();
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "envoy --mode validate failed:\n{log}");
+    assert!(log.contains("OK"), "{log}");
 }
