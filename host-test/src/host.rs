@@ -10,8 +10,10 @@
 //!   into StopAllIteration, so the body waits too.
 //! - A local reply stops the request path at once, whatever the callback
 //!   returned, and runs the response path from the filter that replied back
-//!   to the first: the replier sees its own reply, the filters after it never
-//!   see the stream (measured on Envoy 1.40, `e2e::differential`).
+//!   to the first: the replier sees its own reply, the filters after it see
+//!   neither its request nor its response headers, only `on_log` and
+//!   `on_done` at the end (every filter's context exists from the start of
+//!   the stream; measured on Envoy 1.40, `e2e::differential`).
 //!   A local reply sent on the response path replaces the response and goes
 //!   on through the filters not yet run.
 //! - Routing happens when the request leaves the last filter, so a header a

@@ -218,6 +218,7 @@ pub fn run(file: &Path) -> Report {
         return report;
     }
 
+    let mut sent: u64 = 0;
     let envoy = Envoy::try_start_with(&bootstrap, &options)
         .unwrap_or_else(|f| panic!("{}: Envoy did not start: {f}", report.file));
     for (index, step) in loaded.steps.iter().enumerate() {
@@ -251,6 +252,7 @@ pub fn run(file: &Path) -> Report {
         for _ in 0..request.repeat.max(1) {
             world.clear_seen();
             envoy_side = Some(send(&envoy, request));
+            sent += 1;
         }
         let Some(response) = envoy_side else { continue };
         let host_side = Observation::from_host(host_exchange);
@@ -274,6 +276,7 @@ pub fn run(file: &Path) -> Report {
             &envoy,
             &outcome.metrics,
             loaded.steps.len(),
+            sent,
         ));
     }
     if !report.differences.is_empty() {
@@ -283,9 +286,37 @@ pub fn run(file: &Path) -> Report {
 }
 
 /// Counters and gauges that differ between host-test's final state and
-/// Envoy's (`wasmcustom.<name>` in `/stats`). Envoy files a counter after
-/// the response has left (at stream end), so it is polled for a moment.
-fn metric_differences(envoy: &Envoy, host: &[Metric], last_step: usize) -> Vec<Difference> {
+/// Envoy's (`wasmcustom.<name>` in `/stats`). Envoy runs `on_log` after the
+/// response has left, so the comparison waits until Envoy has completed all
+/// `sent` streams (`http.main.downstream_rq_completed`), and then polls for
+/// a moment.
+fn metric_differences(
+    envoy: &Envoy,
+    host: &[Metric],
+    last_step: usize,
+    sent: u64,
+) -> Vec<Difference> {
+    let completed_deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < completed_deadline {
+        let stats = envoy
+            .admin_get("/stats?format=json&filter=downstream_rq_completed")
+            .json();
+        let completed = stats
+            .get("stats")
+            .and_then(serde_json::Value::as_array)
+            .and_then(|all| {
+                all.iter().find(|s| {
+                    s.get("name").and_then(serde_json::Value::as_str)
+                        == Some("http.main.downstream_rq_completed")
+                })
+            })
+            .and_then(|s| s.get("value")?.as_u64())
+            .unwrap_or(0);
+        if completed >= sent {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let wanted: Vec<(String, i64)> = host
         .iter()
         .filter(|m| m.kind != MetricKind::Histogram)
