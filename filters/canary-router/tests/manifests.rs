@@ -6,9 +6,10 @@
 use canary_router::config::validate;
 use serde_yaml_ng::Value;
 
+/// `manifests/istio/<name>`.
 fn manifest(name: &str) -> Value {
     let path = format!(
-        "{}/../../manifests/istio/canary/{name}",
+        "{}/../../manifests/istio/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -17,7 +18,7 @@ fn manifest(name: &str) -> Value {
 
 #[test]
 fn the_wasmplugin_config_is_valid_and_routes_eighty_twenty() {
-    let plugin = manifest("wasmplugin.yaml");
+    let plugin = manifest("wasmplugins/canary-router.yaml");
     let json = serde_json::to_vec(&plugin["spec"]["pluginConfig"]).unwrap();
     let config = validate(&json).unwrap();
     assert_eq!(config.versions, ["v1", "v2"]);
@@ -31,11 +32,11 @@ fn the_wasmplugin_config_is_valid_and_routes_eighty_twenty() {
 
 #[test]
 fn the_virtualservice_routes_each_version_to_its_subset_on_the_route_header() {
-    let plugin = manifest("wasmplugin.yaml");
+    let plugin = manifest("wasmplugins/canary-router.yaml");
     let json = serde_json::to_vec(&plugin["spec"]["pluginConfig"]).unwrap();
     let config = validate(&json).unwrap();
-    let vs = manifest("virtualservice.yaml");
-    let subsets: Vec<String> = manifest("destinationrule.yaml")["spec"]["subsets"]
+    let vs = manifest("canary/virtualservice.yaml");
+    let subsets: Vec<String> = manifest("canary/destinationrule.yaml")["spec"]["subsets"]
         .as_sequence()
         .unwrap()
         .iter()
