@@ -5,10 +5,11 @@
 //! verifies it.
 
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256, Sha384, Sha512};
+use sha2::{Sha256, Sha384, Sha512};
 
 use crate::jwks::{Jwks, KeyMaterial};
 use crate::jwt::{Alg, Jwt};
+use crate::rsa_verify::Hash;
 use crate::status::Status;
 
 /// Checks `jwt`'s signature against `jwks`.
@@ -58,39 +59,15 @@ pub fn verify_jwt(jwt: &Jwt, jwks: &Jwks) -> Status {
 pub fn verify(alg: Alg, key: &KeyMaterial, input: &[u8], signature: &[u8]) -> bool {
     use Alg::*;
     match (alg, key) {
-        (Rs256, KeyMaterial::Rsa(k)) => k
-            .verify(
-                rsa::Pkcs1v15Sign::new::<Sha256>(),
-                &Sha256::digest(input),
-                signature,
-            )
-            .is_ok(),
-        (Rs384, KeyMaterial::Rsa(k)) => k
-            .verify(
-                rsa::Pkcs1v15Sign::new::<Sha384>(),
-                &Sha384::digest(input),
-                signature,
-            )
-            .is_ok(),
-        (Rs512, KeyMaterial::Rsa(k)) => k
-            .verify(
-                rsa::Pkcs1v15Sign::new::<Sha512>(),
-                &Sha512::digest(input),
-                signature,
-            )
-            .is_ok(),
-        (Ps256, KeyMaterial::Rsa(k)) => k
-            .verify(rsa::Pss::new::<Sha256>(), &Sha256::digest(input), signature)
-            .is_ok(),
-        (Ps384, KeyMaterial::Rsa(k)) => k
-            .verify(rsa::Pss::new::<Sha384>(), &Sha384::digest(input), signature)
-            .is_ok(),
-        (Ps512, KeyMaterial::Rsa(k)) => k
-            .verify(rsa::Pss::new::<Sha512>(), &Sha512::digest(input), signature)
-            .is_ok(),
+        (Rs256, KeyMaterial::Rsa(k)) => k.verify_pkcs1v15(Hash::Sha256, input, signature),
+        (Rs384, KeyMaterial::Rsa(k)) => k.verify_pkcs1v15(Hash::Sha384, input, signature),
+        (Rs512, KeyMaterial::Rsa(k)) => k.verify_pkcs1v15(Hash::Sha512, input, signature),
+        (Ps256, KeyMaterial::Rsa(k)) => k.verify_pss(Hash::Sha256, input, signature),
+        (Ps384, KeyMaterial::Rsa(k)) => k.verify_pss(Hash::Sha384, input, signature),
+        (Ps512, KeyMaterial::Rsa(k)) => k.verify_pss(Hash::Sha512, input, signature),
         (Es256, KeyMaterial::P256(k)) => {
-            use p256::ecdsa::signature::Verifier;
-            p256::ecdsa::Signature::from_slice(signature)
+            use p256_014::ecdsa::signature::Verifier;
+            p256_014::ecdsa::Signature::from_slice(signature)
                 .is_ok_and(|sig| k.verify(input, &sig).is_ok())
         }
         (Es384, KeyMaterial::P384(k)) => {

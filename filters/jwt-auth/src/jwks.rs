@@ -7,19 +7,16 @@
 use serde_json::{Map, Value};
 
 use crate::jwt::{Alg, B64URL};
+use crate::rsa_verify::RsaKey;
 use base64::Engine;
-
-/// Largest RSA modulus accepted, in bits (BoringSSL's limit is 16384; 8192
-/// keeps a hostile JWKS from making each verification very slow).
-const MAX_RSA_BITS: usize = 8192;
 
 /// Ready-to-use public (or, for `oct`, shared) key material.
 #[derive(Clone)]
 pub enum KeyMaterial {
-    /// `kty: RSA` (RS* and PS*).
-    Rsa(rsa::RsaPublicKey),
+    /// `kty: RSA` (RS* and PS*), prepared for verification once here.
+    Rsa(RsaKey),
     /// `kty: EC`, `crv: P-256` (ES256).
-    P256(p256::ecdsa::VerifyingKey),
+    P256(p256_014::ecdsa::VerifyingKey),
     /// `kty: EC`, `crv: P-384` (ES384).
     P384(p384::ecdsa::VerifyingKey),
     /// `kty: EC`, `crv: P-521` (ES512). Boxed: the key is large.
@@ -162,11 +159,10 @@ fn parse_key(key: &Map<String, Value>) -> Result<Jwk, &'static str> {
         "RSA" => {
             let n = b64(key, "n", "[n] field is missing for a RSA key")?;
             let e = b64(key, "e", "[e] field is missing for a RSA key")?;
-            let n = rsa::BigUint::from_bytes_be(&n);
-            let e = rsa::BigUint::from_bytes_be(&e);
+            // Modulus and exponent limits as the `rsa` crate had them
+            // (n odd and at most 8192 bits, 3 <= e < 2^33, e odd, e < n).
             KeyMaterial::Rsa(
-                rsa::RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS)
-                    .map_err(|_| "Jwks RSA [n] or [e] field has a parse error")?,
+                RsaKey::new(&n, &e).map_err(|_| "Jwks RSA [n] or [e] field has a parse error")?,
             )
         }
         "EC" => {
@@ -186,7 +182,7 @@ fn parse_key(key: &Map<String, Value>) -> Result<Jwk, &'static str> {
             // from_sec1_bytes checks the lengths and that the point is on the curve.
             match crv {
                 "P-256" => KeyMaterial::P256(
-                    p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| BAD_POINT)?,
+                    p256_014::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| BAD_POINT)?,
                 ),
                 "P-384" => KeyMaterial::P384(
                     p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| BAD_POINT)?,

@@ -29,6 +29,7 @@ pub mod extract;
 pub mod jwks;
 pub mod jwt;
 pub mod matcher;
+pub mod rsa_verify;
 pub mod stats;
 pub mod status;
 
