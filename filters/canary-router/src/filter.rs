@@ -145,6 +145,22 @@ pub struct CanaryRoot {
     plan: Option<Rc<Plan>>,
 }
 
+impl CanaryRoot {
+    /// Applies a validated config: builds the plan and defines the
+    /// counters. `on_configure` is [`config::validate`] then this; the
+    /// bundle (`filters/bundle`) validates its `canary_router` section
+    /// itself and calls this.
+    pub fn configure(&mut self, config: Config) {
+        log::info!(
+            "canary-router: configured: route header {:?}, {} rules, split {}",
+            config.route_header,
+            config.rules.len(),
+            config.versions.join("/")
+        );
+        self.plan = Some(Rc::new(Plan::new(config)));
+    }
+}
+
 impl Context for CanaryRoot {}
 
 impl RootContext for CanaryRoot {
@@ -155,13 +171,7 @@ impl RootContext for CanaryRoot {
             .unwrap_or_default();
         match config::validate(&raw) {
             Ok(config) => {
-                log::info!(
-                    "canary-router: configured: route header {:?}, {} rules, split {}",
-                    config.route_header,
-                    config.rules.len(),
-                    config.versions.join("/")
-                );
-                self.plan = Some(Rc::new(Plan::new(config)));
+                self.configure(config);
                 true
             }
             Err(error) => {

@@ -29,6 +29,7 @@ pub mod split;
 pub mod stats;
 
 #[cfg(target_arch = "wasm32")]
-mod filter;
+pub mod filter;
 
+#[cfg(feature = "entry")]
 filter_common::filter_entry!("canary-router", |_| crate::filter::CanaryRoot::default());

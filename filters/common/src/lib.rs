@@ -10,6 +10,7 @@ pub mod entry;
 pub mod header;
 pub mod panic_hook;
 pub mod query;
+pub mod stream;
 pub mod xff;
 
 pub use duration::{parse_duration, DurationError};

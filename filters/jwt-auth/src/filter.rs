@@ -15,7 +15,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 use crate::auth::{Env, Keys, Mutations, Outcome, Plan};
-use crate::config::{self, JwksSource, Remote};
+use crate::config::{self, Config, JwksSource, Remote};
 use crate::extract::Request;
 use crate::jwks::{self, Jwks};
 use crate::status::{self, Status};
@@ -303,7 +303,9 @@ impl JwtAuthRoot {
             }
         }
         for (i, remote) in starts {
-            let result = self.dispatch_http_call(
+            // filter_common's call, not the SDK trait's: inside the bundle
+            // it also tells the bundle this stage owns the token.
+            let result = filter_common::stream::dispatch_http_call(
                 &remote.cluster,
                 vec![
                     (":method", "GET"),
@@ -351,8 +353,10 @@ impl JwtAuthRoot {
             if hostcalls::set_effective_context(id).is_err() {
                 continue; // the stream is gone
             }
+            // filter_common's resume: inside the bundle, the stages after
+            // this one run first (see filter_common::stream).
             if decide(&mut s, id) {
-                let _ = hostcalls::resume_http_request();
+                let _ = filter_common::stream::resume_request(id);
             }
         }
         let _ = hostcalls::set_effective_context(self.context_id);
@@ -460,13 +464,38 @@ impl RootContext for JwtAuthRoot {
             .ok()
             .flatten()
             .unwrap_or_default();
-        let config = match config::validate(&raw) {
-            Ok(config) => config,
+        match config::validate(&raw) {
+            Ok(config) => {
+                self.configure(config);
+                true
+            }
             Err(error) => {
                 log(LogLevel::Error, &error.to_string());
-                return false;
+                false
             }
-        };
+        }
+    }
+
+    fn on_tick(&mut self) {
+        self.fetch_due();
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let state = Rc::clone(self.state.as_ref()?);
+        Some(Box::new(JwtAuthStream { context_id, state }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+impl JwtAuthRoot {
+    /// Applies a validated config: key state, counters, and (with remote
+    /// JWKS) the tick and the first fetches. `on_configure` is
+    /// [`config::validate`] then this; the bundle (`filters/bundle`)
+    /// validates its `jwt_auth` section itself and calls this.
+    pub fn configure(&mut self, config: Config) {
         let keys = config
             .providers
             .iter()
@@ -507,20 +536,6 @@ impl RootContext for JwtAuthRoot {
             }
             self.fetch_due();
         }
-        true
-    }
-
-    fn on_tick(&mut self) {
-        self.fetch_due();
-    }
-
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let state = Rc::clone(self.state.as_ref()?);
-        Some(Box::new(JwtAuthStream { context_id, state }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
     }
 }
 

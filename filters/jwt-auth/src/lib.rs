@@ -34,6 +34,7 @@ pub mod stats;
 pub mod status;
 
 #[cfg(target_arch = "wasm32")]
-mod filter;
+pub mod filter;
 
+#[cfg(feature = "entry")]
 filter_common::filter_entry!("jwt-auth", crate::filter::JwtAuthRoot::new);

@@ -92,6 +92,18 @@ pub struct MetricsRoot {
 }
 
 impl MetricsRoot {
+    /// Applies a validated config: builds the label tables and the metric
+    /// registry. `on_configure` is [`validate`] then this; the bundle
+    /// (`filters/bundle`) validates its `metrics` section itself and calls
+    /// this.
+    pub fn configure(&mut self, config: Config) {
+        Self::configured(&config);
+        self.shared = Some(Rc::new(RefCell::new(Shared {
+            labeler: Labeler::new(&config),
+            registry: Registry::new(&config.prefix),
+        })));
+    }
+
     fn configured(config: &Config) {
         let duration = metric_name(&config.prefix, &REQUEST_DURATION_MS);
         log(
@@ -118,11 +130,7 @@ impl RootContext for MetricsRoot {
             .unwrap_or_default();
         match validate(&raw) {
             Ok(config) => {
-                Self::configured(&config);
-                self.shared = Some(Rc::new(RefCell::new(Shared {
-                    labeler: Labeler::new(&config),
-                    registry: Registry::new(&config.prefix),
-                })));
+                self.configure(config);
                 true
             }
             Err(e) => {

@@ -32,4 +32,5 @@ pub mod labels;
 pub mod registry;
 pub mod stats;
 
+#[cfg(feature = "entry")]
 filter_common::filter_entry!("metrics", |_| crate::filter::MetricsRoot::default());

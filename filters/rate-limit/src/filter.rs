@@ -194,6 +194,16 @@ pub struct RateLimitRoot {
     core: Option<Rc<RefCell<Core>>>,
 }
 
+impl RateLimitRoot {
+    /// Applies a validated config: builds the limiter and defines the
+    /// counters. `on_configure` is [`config::validate`] then this; the
+    /// bundle (`filters/bundle`) validates its `rate_limit` section itself
+    /// and calls this.
+    pub fn configure(&mut self, config: Config) {
+        self.core = Some(Rc::new(RefCell::new(Core::new(&config))));
+    }
+}
+
 impl Context for RateLimitRoot {}
 
 impl RootContext for RateLimitRoot {
@@ -204,7 +214,7 @@ impl RootContext for RateLimitRoot {
             .unwrap_or_default();
         match config::validate(&raw) {
             Ok(config) => {
-                self.core = Some(Rc::new(RefCell::new(Core::new(&config))));
+                self.configure(config);
                 true
             }
             Err(error) => {

@@ -28,6 +28,7 @@ pub mod rules;
 pub mod stats;
 
 #[cfg(target_arch = "wasm32")]
-mod filter;
+pub mod filter;
 
+#[cfg(feature = "entry")]
 filter_common::filter_entry!("rate-limit", |_| crate::filter::RateLimitRoot::default());

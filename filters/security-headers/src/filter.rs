@@ -7,7 +7,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, MapType, MetricType};
 
-use crate::config;
+use crate::config::{self, Config};
 use crate::harden::{self, Plan};
 use crate::stats;
 
@@ -18,20 +18,13 @@ pub struct SecurityHeadersRoot {
     responses_counter: Option<u32>,
 }
 
-impl Context for SecurityHeadersRoot {}
-
-impl RootContext for SecurityHeadersRoot {
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let raw = self.get_plugin_configuration().unwrap_or_default();
-        match config::validate(&raw) {
-            Ok(config) => {
-                self.plan = Some(Rc::new(Plan::new(&config)));
-            }
-            Err(error) => {
-                log::error!("{error}");
-                return false;
-            }
-        }
+impl SecurityHeadersRoot {
+    /// Applies a validated config: builds the plan and defines the counter.
+    /// `on_configure` is [`config::validate`] then this; the bundle
+    /// (`filters/bundle`) validates its `security_headers` section itself
+    /// and calls this.
+    pub fn configure(&mut self, config: Config) {
+        self.plan = Some(Rc::new(Plan::new(&config)));
         // Defining an existing metric again returns its id, so a reconfigure
         // is harmless. A host without metrics leaves the counter off rather
         // than failing the config.
@@ -44,7 +37,24 @@ impl RootContext for SecurityHeadersRoot {
                 }
             }
         }
-        true
+    }
+}
+
+impl Context for SecurityHeadersRoot {}
+
+impl RootContext for SecurityHeadersRoot {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let raw = self.get_plugin_configuration().unwrap_or_default();
+        match config::validate(&raw) {
+            Ok(config) => {
+                self.configure(config);
+                true
+            }
+            Err(error) => {
+                log::error!("{error}");
+                false
+            }
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -26,8 +26,9 @@ pub mod profiles;
 pub mod stats;
 
 #[cfg(target_arch = "wasm32")]
-mod filter;
+pub mod filter;
 
+#[cfg(feature = "entry")]
 filter_common::filter_entry!("security-headers", |_| {
     crate::filter::SecurityHeadersRoot::default()
 });
