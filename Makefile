@@ -145,8 +145,8 @@ fuzz: build
 bench: build fixtures
 	$(CARGO) bench -p benches
 
-## bench-envoy: filters vs no filter vs native header_mutation in a real Envoy
-## (5 interleaved rounds x 7 configs x 3 s, about 2 minutes; --only id,... picks configs)
+## bench-envoy: filters, chains and the bundle vs no filter and native filters in a real Envoy
+## (5 interleaved rounds x 11 configs x 3 s, about 4 minutes; --only id,... picks configs)
 bench-envoy: build fixtures envoy
 	$(CARGO) bench -p e2e --bench envoy-bench -- --rounds 5 --seconds 3
 

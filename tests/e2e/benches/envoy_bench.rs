@@ -29,6 +29,16 @@
 //!   `clear_route_cache` foreign function is called (the `direct_response`
 //!   route is matched again), and the answer gets the echo and a
 //!   `Set-Cookie`. The bench checks that before it measures.
+//! - `wasm-chain`: rate-limit, canary-router, security-headers and metrics
+//!   as four separate Wasm filters, each with its config above, in the
+//!   bundle's order;
+//! - `bundle`: the same four configs as sections of one `bundle.wasm`
+//!   filter: one VM and one HTTP context per request instead of four;
+//! - `native-chain`: `local_ratelimit` and `header_mutation` as above, the
+//!   native filters that do the work of two of the four (native Envoy has no
+//!   canary router or labelled-metrics filter to set beside the others).
+//!   The bench checks that the chains answer with the same security headers
+//!   and canary header before it measures.
 //!
 //! Load: one keep-alive HTTP/1.1 connection from this process, one request in
 //! flight, for `--seconds` (default 3) or `--max-requests`, whichever comes
@@ -103,6 +113,15 @@ const CANARY_ROUTER_CONFIG: &str = r#"{"route_header":"x-canary-version","rules"
 "hash_on":[{"header":"x-user-id"},{"cookie":"session"},{"header":"x-jwt-sub"}],
 "sticky_cookie":{"name":"canary-version","max_age_seconds":86400,"path":"/","secure":false},
 "response_header":true,"clear_route_cache":true}"#;
+
+/// The four filters of `wasm-chain` and `bundle`, in the bundle's stage
+/// order, by crate name (= bundle section name) with their configs.
+const CHAIN: [(&str, &str); 4] = [
+    ("rate_limit", RATE_LIMIT_CONFIG),
+    ("canary_router", CANARY_ROUTER_CONFIG),
+    ("security_headers", r#"{"profile":"owasp"}"#),
+    ("metrics", METRICS_CONFIG),
+];
 /// The version [`REQUEST`]'s `x-user-id: user-42` hashes to under that
 /// split (FNV-1a 64 + fmix64, point 63 of 100: `v1`'s range is `[0, 80)`).
 const CANARY_ROUTER_VERSION: &str = "v1";
@@ -135,9 +154,12 @@ enum Case {
     RateLimit,
     LocalRateLimit,
     CanaryRouter,
+    WasmChain,
+    Bundle,
+    NativeChain,
 }
 
-const CASES: [Case; 8] = [
+const CASES: [Case; 11] = [
     Case::None,
     Case::Noop,
     Case::SecurityHeaders,
@@ -146,6 +168,9 @@ const CASES: [Case; 8] = [
     Case::RateLimit,
     Case::LocalRateLimit,
     Case::CanaryRouter,
+    Case::WasmChain,
+    Case::Bundle,
+    Case::NativeChain,
 ];
 
 impl Case {
@@ -159,6 +184,9 @@ impl Case {
             Case::RateLimit => "rate-limit (Wasm)",
             Case::LocalRateLimit => "local_ratelimit (native)",
             Case::CanaryRouter => "canary-router (Wasm)",
+            Case::WasmChain => "4 filters, separate (Wasm)",
+            Case::Bundle => "4 filters, bundle (Wasm)",
+            Case::NativeChain => "local_ratelimit + header_mutation (native)",
         }
     }
 
@@ -173,6 +201,9 @@ impl Case {
             Case::RateLimit => "rate-limit",
             Case::LocalRateLimit => "local-ratelimit",
             Case::CanaryRouter => "canary-router",
+            Case::WasmChain => "wasm-chain",
+            Case::Bundle => "bundle",
+            Case::NativeChain => "native-chain",
         }
     }
 
@@ -184,6 +215,8 @@ impl Case {
                 | Case::Metrics
                 | Case::RateLimit
                 | Case::CanaryRouter
+                | Case::WasmChain
+                | Case::Bundle
         )
     }
 
@@ -205,13 +238,7 @@ impl Case {
                 &paths::filter_wasm("security_headers"),
                 r#"{"profile":"owasp"}"#,
             )),
-            Case::HeaderMutation => base.filter(HttpFilter::HeaderMutation {
-                add: OWASP_ADD
-                    .iter()
-                    .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-                    .collect(),
-                remove: OWASP_REMOVE.iter().map(|n| (*n).to_owned()).collect(),
-            }),
+            Case::HeaderMutation => base.filter(self.native_filter()),
             Case::Metrics => base
                 .filter(HttpFilter::wasm(
                     "metrics",
@@ -236,6 +263,39 @@ impl Case {
                 &paths::filter_wasm("canary_router"),
                 CANARY_ROUTER_CONFIG,
             )),
+            Case::WasmChain => CHAIN
+                .iter()
+                .fold(base, |b, (name, config)| {
+                    b.filter(HttpFilter::wasm(name, &paths::filter_wasm(name), config))
+                })
+                .stats_config_from(&paths::metrics_stats_tags_manifest()),
+            Case::Bundle => {
+                let sections: Vec<String> = CHAIN
+                    .iter()
+                    .map(|(name, config)| format!("{name:?}: {config}"))
+                    .collect();
+                let config = format!("{{{}}}", sections.join(", "));
+                base.filter(HttpFilter::wasm(
+                    "bundle",
+                    &paths::filter_wasm("bundle"),
+                    &config,
+                ))
+                .stats_config_from(&paths::metrics_stats_tags_manifest())
+            }
+            Case::NativeChain => Case::LocalRateLimit
+                .bootstrap()
+                .filter(Case::HeaderMutation.native_filter()),
+        }
+    }
+
+    /// The native header_mutation filter of [`Case::HeaderMutation`].
+    fn native_filter(self) -> HttpFilter {
+        HttpFilter::HeaderMutation {
+            add: OWASP_ADD
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+            remove: OWASP_REMOVE.iter().map(|n| (*n).to_owned()).collect(),
         }
     }
 }
@@ -273,6 +333,7 @@ fn main() -> ExitCode {
     if let Err(e) = check_header_parity(&settings)
         .and_then(|()| check_rate_limiting(&settings))
         .and_then(|()| check_canary_routing(&settings))
+        .and_then(|()| check_chain_parity(&settings))
     {
         eprintln!("envoy-bench: {e}");
         return ExitCode::FAILURE;
@@ -487,6 +548,52 @@ fn check_rate_limiting(settings: &Settings) -> Result<(), String> {
                 want - 1,
                 want - 2
             ));
+        }
+    }
+    Ok(())
+}
+
+/// The chains must do the same work: the owasp headers on every answer,
+/// and the two Wasm chains the same canary decision and rate-limit headers.
+fn check_chain_parity(settings: &Settings) -> Result<(), String> {
+    let mut seen = Vec::new();
+    for case in [Case::WasmChain, Case::Bundle, Case::NativeChain] {
+        if !settings.cases.contains(&case) {
+            continue;
+        }
+        let envoy = Envoy::start_with(&case.bootstrap(), &options(settings));
+        let mut conn = envoy.connect();
+        let response = conn.send_raw(REQUEST, false).map_err(|e| e.to_string())?;
+        if response.status != 200 {
+            return Err(format!("{}: status {}", case.name(), response.status));
+        }
+        let mut owasp: Vec<(String, String)> = response
+            .headers
+            .iter()
+            .filter(|(n, _)| OWASP_ADD.iter().any(|(a, _)| a == n))
+            .cloned()
+            .collect();
+        owasp.sort();
+        if owasp.len() != OWASP_ADD.len() {
+            return Err(format!("{}: {} owasp headers", case.name(), owasp.len()));
+        }
+        let wasm_only = case.is_wasm().then(|| {
+            (
+                response.header("x-canary-version").map(str::to_owned),
+                response.header("ratelimit-policy").map(str::to_owned),
+            )
+        });
+        if let Some((None, _) | (_, None)) = &wasm_only {
+            return Err(format!("{}: no canary or rate-limit headers", case.name()));
+        }
+        seen.push((case, owasp, wasm_only));
+    }
+    for pair in seen.windows(2) {
+        if let [(a, a_owasp, a_wasm), (b, b_owasp, b_wasm)] = pair {
+            let wasm_differ = a_wasm.is_some() && b_wasm.is_some() && a_wasm != b_wasm;
+            if a_owasp != b_owasp || wasm_differ {
+                return Err(format!("{} and {} answer differently", a.name(), b.name()));
+            }
         }
     }
     Ok(())
