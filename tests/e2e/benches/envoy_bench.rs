@@ -114,8 +114,9 @@ const CANARY_ROUTER_CONFIG: &str = r#"{"route_header":"x-canary-version","rules"
 "sticky_cookie":{"name":"canary-version","max_age_seconds":86400,"path":"/","secure":false},
 "response_header":true,"clear_route_cache":true}"#;
 
-/// The four filters of `wasm-chain` and `bundle`, in the bundle's stage
-/// order, by crate name (= bundle section name) with their configs.
+/// The filters of `wasm-chain` and `bundle` after jwt-auth (whose config is
+/// built at run time, [`jwt_config`]), in the bundle's stage order, by crate
+/// name (= bundle section name) with their configs.
 const CHAIN: [(&str, &str); 4] = [
     ("rate_limit", RATE_LIMIT_CONFIG),
     ("canary_router", CANARY_ROUTER_CONFIG),
@@ -129,9 +130,62 @@ const CANARY_ROUTER_VERSION: &str = "v1";
 /// Above this much other CPU (% of one core) during a run, the summary warns.
 const NOISY_LOAD_PCT: f64 = 10.0;
 
-const REQUEST: &[u8] = b"GET /api/users HTTP/1.1\r\nhost: example.com\r\n\
+/// Every configuration gets the same request; the token is verified (once,
+/// then cached) by the JWT configurations and ignored by the others.
+const REQUEST_HEAD: &str = "GET /api/users HTTP/1.1\r\nhost: example.com\r\n\
 x-forwarded-proto: https\r\nx-canary-version: v2\r\nx-user: bench-client\r\n\
-x-user-id: user-42\r\nuser-agent: envoy-bench\r\n\r\n";
+x-user-id: user-42\r\nuser-agent: envoy-bench\r\n";
+
+/// [`REQUEST_HEAD`] plus `authorization: Bearer <RS256 token>` from the
+/// e2e test identity provider (tests/e2e/data), valid for a day.
+fn request() -> &'static [u8] {
+    static REQUEST: OnceLock<Vec<u8>> = OnceLock::new();
+    REQUEST.get_or_init(|| {
+        let token = idp().token("bench-user", 24 * 3600);
+        format!("{REQUEST_HEAD}authorization: Bearer {token}\r\n\r\n").into_bytes()
+    })
+}
+
+/// The same request without a token, which the JWT configurations refuse.
+fn request_without_token() -> Vec<u8> {
+    format!("{REQUEST_HEAD}\r\n").into_bytes()
+}
+
+fn idp() -> &'static Idp {
+    static IDP: OnceLock<Idp> = OnceLock::new();
+    IDP.get_or_init(Idp::load)
+}
+
+/// jwt_authn's `JwtAuthentication` for the test IdP, RS256 from an inline
+/// JWKS, the subject to `x-jwt-sub`, a 100-token cache: the native filter's
+/// config and, as JSON, jwt-auth's (it takes the same shape).
+fn jwt_config() -> serde_json::Value {
+    serde_json::json!({
+        "providers": {"idp": {
+            "issuer": e2e::chain::ISSUER,
+            "audiences": [e2e::chain::AUDIENCE],
+            "local_jwks": {"inline_string": idp().jwks()},
+            "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
+            "claim_to_headers": [{"header_name": "x-jwt-sub", "claim_name": "sub"}],
+            "jwt_cache_config": {"jwt_cache_size": 100},
+        }},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}],
+    })
+}
+
+fn native_jwt_authn() -> HttpFilter {
+    let mut config = jwt_config();
+    if let Some(object) = config.as_object_mut() {
+        object.insert(
+            "@type".into(),
+            "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication"
+                .into(),
+        );
+    }
+    HttpFilter::Raw(
+        serde_json::json!({"name": "envoy.filters.http.jwt_authn", "typed_config": config}),
+    )
+}
 
 struct Settings {
     rounds: usize,
@@ -265,14 +319,25 @@ impl Case {
             )),
             Case::WasmChain => CHAIN
                 .iter()
-                .fold(base, |b, (name, config)| {
-                    b.filter(HttpFilter::wasm(name, &paths::filter_wasm(name), config))
-                })
+                .fold(
+                    base.filter(HttpFilter::wasm(
+                        "jwt_auth",
+                        &paths::filter_wasm("jwt_auth"),
+                        &jwt_config().to_string(),
+                    )),
+                    |b, (name, config)| {
+                        b.filter(HttpFilter::wasm(name, &paths::filter_wasm(name), config))
+                    },
+                )
                 .stats_config_from(&paths::metrics_stats_tags_manifest()),
             Case::Bundle => {
-                let sections: Vec<String> = CHAIN
-                    .iter()
-                    .map(|(name, config)| format!("{name:?}: {config}"))
+                let jwt = format!("\"jwt_auth\": {}", jwt_config());
+                let sections: Vec<String> = std::iter::once(jwt)
+                    .chain(
+                        CHAIN
+                            .iter()
+                            .map(|(name, config)| format!("{name:?}: {config}")),
+                    )
                     .collect();
                 let config = format!("{{{}}}", sections.join(", "));
                 base.filter(HttpFilter::wasm(
@@ -282,9 +347,18 @@ impl Case {
                 ))
                 .stats_config_from(&paths::metrics_stats_tags_manifest())
             }
-            Case::NativeChain => Case::LocalRateLimit
-                .bootstrap()
-                .filter(Case::HeaderMutation.native_filter()),
+            Case::NativeChain => {
+                let Bootstrap { .. } = Bootstrap::new();
+                base.filter(native_jwt_authn())
+                    .filter(Case::LocalRateLimit.native_rate_limit())
+                    .filter(Case::HeaderMutation.native_filter())
+            }
+            Case::JwtAuth => base.filter(HttpFilter::wasm(
+                "jwt_auth",
+                &paths::filter_wasm("jwt_auth"),
+                &jwt_config().to_string(),
+            )),
+            Case::JwtAuthn => base.filter(native_jwt_authn()),
         }
     }
 
@@ -473,7 +547,7 @@ fn check_header_parity(settings: &Settings) -> Result<(), String> {
     for case in [Case::SecurityHeaders, Case::HeaderMutation] {
         let envoy = Envoy::start_with(&case.bootstrap(), &options(settings));
         let mut conn = envoy.connect();
-        let response = conn.send_raw(REQUEST, false).map_err(|e| e.to_string())?;
+        let response = conn.send_raw(request(), false).map_err(|e| e.to_string())?;
         if response.header("x-powered-by").is_some() {
             return Err(format!("{}: x-powered-by not removed", case.name()));
         }
@@ -521,7 +595,7 @@ fn check_rate_limiting(settings: &Settings) -> Result<(), String> {
         let mut conn = envoy.connect();
         let mut remaining = Vec::new();
         for _ in 0..2 {
-            let response = conn.send_raw(REQUEST, false).map_err(|e| e.to_string())?;
+            let response = conn.send_raw(request(), false).map_err(|e| e.to_string())?;
             let limit = response.header(limit_header).unwrap_or_default();
             let left = response.header(remaining_header).unwrap_or_default();
             if response.status != 200 || !limit.contains(&RATE_LIMIT_TOKENS.to_string()) {
@@ -563,7 +637,7 @@ fn check_chain_parity(settings: &Settings) -> Result<(), String> {
         }
         let envoy = Envoy::start_with(&case.bootstrap(), &options(settings));
         let mut conn = envoy.connect();
-        let response = conn.send_raw(REQUEST, false).map_err(|e| e.to_string())?;
+        let response = conn.send_raw(request(), false).map_err(|e| e.to_string())?;
         if response.status != 200 {
             return Err(format!("{}: status {}", case.name(), response.status));
         }
@@ -611,7 +685,7 @@ fn check_canary_routing(settings: &Settings) -> Result<(), String> {
     let mut conn = envoy.connect();
     let cookie = format!("canary-version={CANARY_ROUTER_VERSION};");
     for _ in 0..2 {
-        let response = conn.send_raw(REQUEST, false).map_err(|e| e.to_string())?;
+        let response = conn.send_raw(request(), false).map_err(|e| e.to_string())?;
         let echo = response.header("x-canary-version");
         let set_cookie = response.header("set-cookie").unwrap_or_default();
         if response.status != 200
@@ -639,7 +713,7 @@ fn measure(case: Case, settings: &Settings, tick_hz: f64) -> Result<Run, String>
     }
     let mut conn = envoy.connect();
     for _ in 0..settings.warmup {
-        let r = conn.send_raw(REQUEST, false).map_err(|e| e.to_string())?;
+        let r = conn.send_raw(request(), false).map_err(|e| e.to_string())?;
         if r.status != 200 {
             return Err(format!("status {}", r.status));
         }
@@ -654,7 +728,7 @@ fn measure(case: Case, settings: &Settings, tick_hz: f64) -> Result<Run, String>
     let start = Instant::now();
     while latencies_ns.len() < settings.max_requests && start.elapsed() < limit {
         let sent = Instant::now();
-        let r = conn.send_raw(REQUEST, false).map_err(|e| e.to_string())?;
+        let r = conn.send_raw(request(), false).map_err(|e| e.to_string())?;
         latencies_ns.push(u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX));
         if r.status != 200 {
             return Err(format!("status {}", r.status));
