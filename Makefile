@@ -147,8 +147,9 @@ bench: build fixtures
 
 ## bench-envoy: filters, chains and the bundle vs no filter and native filters in a real Envoy
 ## (5 interleaved rounds x 11 configs x 3 s, about 4 minutes; --only id,... picks configs)
+BENCH_ARGS ?=
 bench-envoy: build fixtures envoy
-	$(CARGO) bench -p e2e --bench envoy-bench -- --rounds 5 --seconds 3
+	$(CARGO) bench -p e2e --bench envoy-bench -- --rounds 5 --seconds 3 $(BENCH_ARGS)
 
 fmt:
 	$(CARGO) fmt --all
