@@ -162,6 +162,8 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) $(foreach f,$(FILTERS),-p $(subst _,-,$(f))) $(foreach f,$(FIXTURES),-p fixture-$(f)) -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) -p bundle -- -D warnings
+	@# bench = false keeps the Envoy bench out of --all-targets; check it by name.
+	$(CARGO) clippy -p e2e --bench envoy-bench -- -D warnings
 
 clean:
 	$(CARGO) clean

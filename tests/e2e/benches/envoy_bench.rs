@@ -29,16 +29,24 @@
 //!   `clear_route_cache` foreign function is called (the `direct_response`
 //!   route is matched again), and the answer gets the echo and a
 //!   `Set-Cookie`. The bench checks that before it measures.
-//! - `wasm-chain`: rate-limit, canary-router, security-headers and metrics
-//!   as four separate Wasm filters, each with its config above, in the
-//!   bundle's order;
-//! - `bundle`: the same four configs as sections of one `bundle.wasm`
-//!   filter: one VM and one HTTP context per request instead of four;
-//! - `native-chain`: `local_ratelimit` and `header_mutation` as above, the
-//!   native filters that do the work of two of the four (native Envoy has no
-//!   canary router or labelled-metrics filter to set beside the others).
+//! - `jwt-auth`: the shipped filter verifying the request's RS256 token
+//!   (tests/e2e/data's test key, inline JWKS) with its token cache on, the
+//!   subject copied to `x-jwt-sub`; after the first request every one is a
+//!   cache hit;
+//! - `jwt-authn`: native `envoy.filters.http.jwt_authn` with the same config
+//!   (the same JSON, which is the point of jwt-auth) and its cache: the
+//!   native twin of the line above;
+//! - `wasm-chain`: jwt-auth, rate-limit, canary-router, security-headers and
+//!   metrics as five separate Wasm filters, each with its config above, in
+//!   the bundle's order;
+//! - `bundle`: the same five configs as sections of one `bundle.wasm`
+//!   filter: one VM and one HTTP context per request instead of five;
+//! - `native-chain`: `jwt_authn`, `local_ratelimit` and `header_mutation` as
+//!   above, the native filters that do the work of three of the five
+//!   (native Envoy has no canary router or labelled-metrics filter).
 //!   The bench checks that the chains answer with the same security headers
-//!   and canary header before it measures.
+//!   and canary header, and that both JWT filters refuse a request without
+//!   a token, before it measures.
 //!
 //! Load: one keep-alive HTTP/1.1 connection from this process, one request in
 //! flight, for `--seconds` (default 3) or `--max-requests`, whichever comes
@@ -77,8 +85,10 @@
 
 use std::collections::BTreeMap;
 use std::process::{Command, ExitCode};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use e2e::chain::Idp;
 use e2e::envoy::kill_envoys_on_panic;
 use e2e::{paths, Bootstrap, Envoy, EnvoyOptions, HttpFilter, Route};
 use security_headers::profiles::{OWASP_ADD, OWASP_REMOVE};
@@ -208,12 +218,14 @@ enum Case {
     RateLimit,
     LocalRateLimit,
     CanaryRouter,
+    JwtAuth,
+    JwtAuthn,
     WasmChain,
     Bundle,
     NativeChain,
 }
 
-const CASES: [Case; 11] = [
+const CASES: [Case; 13] = [
     Case::None,
     Case::Noop,
     Case::SecurityHeaders,
@@ -222,6 +234,8 @@ const CASES: [Case; 11] = [
     Case::RateLimit,
     Case::LocalRateLimit,
     Case::CanaryRouter,
+    Case::JwtAuth,
+    Case::JwtAuthn,
     Case::WasmChain,
     Case::Bundle,
     Case::NativeChain,
@@ -238,9 +252,11 @@ impl Case {
             Case::RateLimit => "rate-limit (Wasm)",
             Case::LocalRateLimit => "local_ratelimit (native)",
             Case::CanaryRouter => "canary-router (Wasm)",
-            Case::WasmChain => "4 filters, separate (Wasm)",
-            Case::Bundle => "4 filters, bundle (Wasm)",
-            Case::NativeChain => "local_ratelimit + header_mutation (native)",
+            Case::JwtAuth => "jwt-auth, RS256 cached (Wasm)",
+            Case::JwtAuthn => "jwt_authn, RS256 cached (native)",
+            Case::WasmChain => "5 filters, separate (Wasm)",
+            Case::Bundle => "5 filters, bundle (Wasm)",
+            Case::NativeChain => "jwt_authn + local_ratelimit + header_mutation (native)",
         }
     }
 
@@ -255,6 +271,8 @@ impl Case {
             Case::RateLimit => "rate-limit",
             Case::LocalRateLimit => "local-ratelimit",
             Case::CanaryRouter => "canary-router",
+            Case::JwtAuth => "jwt-auth",
+            Case::JwtAuthn => "jwt-authn",
             Case::WasmChain => "wasm-chain",
             Case::Bundle => "bundle",
             Case::NativeChain => "native-chain",
@@ -269,6 +287,7 @@ impl Case {
                 | Case::Metrics
                 | Case::RateLimit
                 | Case::CanaryRouter
+                | Case::JwtAuth
                 | Case::WasmChain
                 | Case::Bundle
         )
@@ -305,13 +324,7 @@ impl Case {
                 &paths::filter_wasm("rate_limit"),
                 RATE_LIMIT_CONFIG,
             )),
-            Case::LocalRateLimit => base.filter(HttpFilter::LocalRateLimitPerHeader {
-                header: "x-user".into(),
-                max_tokens: RATE_LIMIT_TOKENS,
-                tokens_per_fill: 1,
-                fill_interval: "3600s".into(),
-                x_ratelimit_headers: true,
-            }),
+            Case::LocalRateLimit => base.filter(self.native_rate_limit()),
             Case::CanaryRouter => base.filter(HttpFilter::wasm(
                 "canary_router",
                 &paths::filter_wasm("canary_router"),
@@ -347,18 +360,27 @@ impl Case {
                 ))
                 .stats_config_from(&paths::metrics_stats_tags_manifest())
             }
-            Case::NativeChain => {
-                let Bootstrap { .. } = Bootstrap::new();
-                base.filter(native_jwt_authn())
-                    .filter(Case::LocalRateLimit.native_rate_limit())
-                    .filter(Case::HeaderMutation.native_filter())
-            }
+            Case::NativeChain => base
+                .filter(native_jwt_authn())
+                .filter(Case::LocalRateLimit.native_rate_limit())
+                .filter(Case::HeaderMutation.native_filter()),
             Case::JwtAuth => base.filter(HttpFilter::wasm(
                 "jwt_auth",
                 &paths::filter_wasm("jwt_auth"),
                 &jwt_config().to_string(),
             )),
             Case::JwtAuthn => base.filter(native_jwt_authn()),
+        }
+    }
+
+    /// The native local_ratelimit filter of [`Case::LocalRateLimit`].
+    fn native_rate_limit(self) -> HttpFilter {
+        HttpFilter::LocalRateLimitPerHeader {
+            header: "x-user".into(),
+            max_tokens: RATE_LIMIT_TOKENS,
+            tokens_per_fill: 1,
+            fill_interval: "3600s".into(),
+            x_ratelimit_headers: true,
         }
     }
 
@@ -408,6 +430,7 @@ fn main() -> ExitCode {
         .and_then(|()| check_rate_limiting(&settings))
         .and_then(|()| check_canary_routing(&settings))
         .and_then(|()| check_chain_parity(&settings))
+        .and_then(|()| check_jwt(&settings))
     {
         eprintln!("envoy-bench: {e}");
         return ExitCode::FAILURE;
@@ -621,6 +644,38 @@ fn check_rate_limiting(settings: &Settings) -> Result<(), String> {
                 case.name(),
                 want - 1,
                 want - 2
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Both JWT filters must admit the token and refuse its absence, or the
+/// comparison would measure a filter that checks nothing.
+fn check_jwt(settings: &Settings) -> Result<(), String> {
+    let cases = [
+        Case::JwtAuth,
+        Case::JwtAuthn,
+        Case::WasmChain,
+        Case::Bundle,
+        Case::NativeChain,
+    ];
+    for case in cases {
+        if !settings.cases.contains(&case) {
+            continue;
+        }
+        let envoy = Envoy::start_with(&case.bootstrap(), &options(settings));
+        let mut conn = envoy.connect();
+        let ok = conn.send_raw(request(), false).map_err(|e| e.to_string())?;
+        let denied = conn
+            .send_raw(&request_without_token(), false)
+            .map_err(|e| e.to_string())?;
+        if (ok.status, denied.status) != (200, 401) {
+            return Err(format!(
+                "{}: with token {}, without {} (want 200, 401)",
+                case.name(),
+                ok.status,
+                denied.status
             ));
         }
     }
