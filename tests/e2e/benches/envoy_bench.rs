@@ -905,6 +905,91 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
+/// Writes `envoy-bench.json` (every configuration's medians and rounds),
+/// `envoy-bench.md` (the table) and `envoy-bench.svg` (Envoy CPU per
+/// request, one bar per configuration, native ones in grey) to
+/// `<target dir>/bench-report/`.
+fn write_report(table: &str, rows: &[serde_json::Value]) -> Result<std::path::PathBuf, String> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| paths::repo_root().join("target"));
+    let dir = target.join("bench-report");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let when = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        })
+        .unwrap_or_default();
+    // Not available_parallelism(): the bench pins itself to one CPU.
+    let cpus = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|info| info.lines().filter(|l| l.starts_with("processor")).count())
+        .unwrap_or(0);
+    let report = serde_json::json!({
+        "unix_time": when,
+    "machine": {"cpu": cpu_model, "cpus": cpus},
+        "configurations": rows,
+    });
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    write("envoy-bench.json", format!("{report:#}\n"))?;
+    write("envoy-bench.md", table.to_owned())?;
+    write("envoy-bench.svg", svg_chart(rows))?;
+    Ok(dir)
+}
+
+/// A horizontal bar chart of Envoy CPU per request.
+fn svg_chart(rows: &[serde_json::Value]) -> String {
+    let value = |row: &serde_json::Value| {
+        row.get("envoy_cpu_us_per_request")
+            .and_then(serde_json::Value::as_f64)
+            .filter(|v| v.is_finite())
+            .unwrap_or(0.0)
+    };
+    let max = rows.iter().map(value).fold(1.0_f64, f64::max);
+    let (label_w, bar_w, row_h) = (380.0, 420.0, 28.0);
+    let height = 50.0 + row_h * rows.len() as f64;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"13\">\n\
+         <text x=\"10\" y=\"22\" font-size=\"15\">Envoy CPU per request (µs, median), lower is better</text>\n",
+        w = label_w + bar_w + 80.0
+    );
+    for (i, row) in rows.iter().enumerate() {
+        let y = 40.0 + row_h * i as f64;
+        let v = value(row);
+        let name = row
+            .get("name")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("");
+        let wasm = row
+            .get("wasm")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        let colour = if wasm { "#4c78a8" } else { "#9d9d9d" };
+        svg.push_str(&format!(
+            "<text x=\"10\" y=\"{ty}\">{name}</text>\n\
+             <rect x=\"{label_w}\" y=\"{y}\" width=\"{bw:.1}\" height=\"{bh}\" fill=\"{colour}\"/>\n\
+             <text x=\"{tx:.1}\" y=\"{ty}\">{v:.1}</text>\n",
+            ty = y + 15.0,
+            bw = bar_w * v / max,
+            bh = row_h - 8.0,
+            tx = label_w + bar_w * v / max + 6.0,
+            name = name.replace('&', "&amp;").replace('<', "&lt;"),
+        ));
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
 fn print_summary(cases: &[Case], runs: &BTreeMap<Case, Vec<Run>>) {
     let med = |case: Case, f: fn(&Run) -> f64| -> f64 {
         runs.get(&case)
@@ -916,14 +1001,16 @@ fn print_summary(cases: &[Case], runs: &BTreeMap<Case, Vec<Run>>) {
     let base_worker = med(Case::None, |r| r.worker_us_per_req);
     let rounds = runs.values().map(Vec::len).max().unwrap_or(0);
     println!();
-    println!("Medians over {rounds} rounds (Envoy 1 worker, HTTP/1.1 keep-alive, 1 connection, direct_response):");
-    println!();
-    println!("| configuration | Envoy CPU/req (µs) | added vs none (µs) | worker CPU/req (µs) | worker added (µs) | p50 (µs) | p99 (µs) | req/s |");
-    println!("|---|---|---|---|---|---|---|---|");
+    let mut table = format!(
+        "Medians over {rounds} rounds (Envoy 1 worker, HTTP/1.1 keep-alive, 1 connection, direct_response):\n\n\
+         | configuration | Envoy CPU/req (µs) | added vs none (µs) | worker CPU/req (µs) | worker added (µs) | p50 (µs) | p99 (µs) | req/s |\n\
+         |---|---|---|---|---|---|---|---|\n"
+    );
+    let mut rows = Vec::new();
     for &case in cases {
         let worker = med(case, |r| r.worker_us_per_req);
-        println!(
-            "| {} | {:.1} | {:+.1} | {:.1} | {:+.1} | {:.1} | {:.1} | {:.0} |",
+        table.push_str(&format!(
+            "| {} | {:.1} | {:+.1} | {:.1} | {:+.1} | {:.1} | {:.1} | {:.0} |\n",
             case.name(),
             cpu(case),
             cpu(case) - base_cpu,
@@ -932,7 +1019,30 @@ fn print_summary(cases: &[Case], runs: &BTreeMap<Case, Vec<Run>>) {
             med(case, |r| r.p50_us),
             med(case, |r| r.p99_us),
             med(case, |r| r.rps)
-        );
+        ));
+        rows.push(serde_json::json!({
+            "id": case.id(),
+            "name": case.name(),
+            "wasm": case.is_wasm(),
+            "envoy_cpu_us_per_request": cpu(case),
+            "added_vs_none_us": cpu(case) - base_cpu,
+            "worker_cpu_us_per_request": worker,
+            "p50_us": med(case, |r| r.p50_us),
+            "p99_us": med(case, |r| r.p99_us),
+            "requests_per_second": med(case, |r| r.rps),
+            "rounds": runs.get(&case).map(|rs| rs.iter().map(|r| serde_json::json!({
+                "requests": r.requests,
+                "envoy_cpu_us_per_request": r.cpu_us_per_req,
+                "p50_us": r.p50_us,
+                "p99_us": r.p99_us,
+                "other_load_pct": r.other_load_pct,
+            })).collect::<Vec<_>>()),
+        }));
+    }
+    print!("{table}");
+    match write_report(&table, &rows) {
+        Ok(dir) => println!("\nReport: {0}/envoy-bench.{{json,md,svg}}", dir.display()),
+        Err(e) => eprintln!("envoy-bench: cannot write the report: {e}"),
     }
     let noisiest = runs
         .values()
