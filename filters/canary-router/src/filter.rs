@@ -17,7 +17,7 @@ use std::rc::Rc;
 use filter_common::{cookie, query};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType, Status};
+use proxy_wasm::types::{Action, ContextType, MapType, MetricType, Status};
 
 use crate::config::{self, Config};
 use crate::matcher::{find_cookie, find_header, find_query, RequestView};
@@ -165,20 +165,9 @@ impl Context for CanaryRoot {}
 
 impl RootContext for CanaryRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let raw = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        match config::validate(&raw) {
-            Ok(config) => {
-                self.configure(config);
-                true
-            }
-            Err(error) => {
-                log::error!("{error}");
-                false
-            }
-        }
+        filter_common::configure::from_plugin_configuration(config::validate, |config| {
+            self.configure(config);
+        })
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -4,6 +4,7 @@
 //! traps.
 #![forbid(unsafe_code)]
 
+pub mod configure;
 pub mod cookie;
 pub mod duration;
 pub mod entry;

@@ -460,20 +460,9 @@ impl Context for JwtAuthRoot {
 
 impl RootContext for JwtAuthRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let raw = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        match config::validate(&raw) {
-            Ok(config) => {
-                self.configure(config);
-                true
-            }
-            Err(error) => {
-                log(LogLevel::Error, &error.to_string());
-                false
-            }
-        }
+        filter_common::configure::from_plugin_configuration(config::validate, |config| {
+            self.configure(config);
+        })
     }
 
     fn on_tick(&mut self) {

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
 
 use crate::config::{validate, Config};
 use crate::labels::{Labeler, RequestFacts, RequestLabels};
@@ -124,20 +124,9 @@ impl Context for MetricsRoot {}
 
 impl RootContext for MetricsRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let raw = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        match validate(&raw) {
-            Ok(config) => {
-                self.configure(config);
-                true
-            }
-            Err(e) => {
-                log(LogLevel::Error, &e.to_string());
-                false
-            }
-        }
+        filter_common::configure::from_plugin_configuration(validate, |config| {
+            self.configure(config);
+        })
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

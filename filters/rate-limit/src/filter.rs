@@ -10,7 +10,7 @@ use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType, Status};
 
 use crate::bucket::BucketSpec;
 use crate::config::{self, Config, HeaderFormat};
@@ -208,20 +208,9 @@ impl Context for RateLimitRoot {}
 
 impl RootContext for RateLimitRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let raw = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        match config::validate(&raw) {
-            Ok(config) => {
-                self.configure(config);
-                true
-            }
-            Err(error) => {
-                log(LogLevel::Error, &error.to_string());
-                false
-            }
-        }
+        filter_common::configure::from_plugin_configuration(config::validate, |config| {
+            self.configure(config);
+        })
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -44,17 +44,9 @@ impl Context for SecurityHeadersRoot {}
 
 impl RootContext for SecurityHeadersRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let raw = self.get_plugin_configuration().unwrap_or_default();
-        match config::validate(&raw) {
-            Ok(config) => {
-                self.configure(config);
-                true
-            }
-            Err(error) => {
-                log::error!("{error}");
-                false
-            }
-        }
+        filter_common::configure::from_plugin_configuration(config::validate, |config| {
+            self.configure(config);
+        })
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
