@@ -76,18 +76,13 @@ oci: build
 	$(CARGO) run -q -p xtask -- oci dist/filters dist/oci
 	$(CARGO) run -q -p xtask -- manifests dist/oci manifests/istio/wasmplugins dist/manifests
 
-# Image tag: the workspace version (xtask's oci::TAG).
-IMAGE_TAG := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
-# Set TLS_VERIFY=true for a registry with a trusted certificate.
-TLS_VERIFY ?= false
-
-## push: every image to REGISTRY (host:port) as mesh/<name>:<version>, with skopeo
-push: oci oci-tools
-	@test -n "$(REGISTRY)" || { echo "usage: make push REGISTRY=host:port [TLS_VERIFY=true]"; exit 2; }
-	@for dir in dist/oci/*/; do \
-		name=$$(basename $$dir); \
-		skopeo copy --dest-tls-verify=$(TLS_VERIFY) oci:$$dir:$(IMAGE_TAG) docker://$(REGISTRY)/mesh/$$name:$(IMAGE_TAG) || exit 1; \
-	done
+## push: every image (both variants) to REGISTRY (host:port) as
+## mesh/<name>:<version> and mesh/<name>:<version>-compat, with xtask's
+## oci-client. HTTP for a loopback registry or PLAIN_HTTP=1, HTTPS otherwise;
+## credentials from OCI_USERNAME and OCI_PASSWORD.
+push: oci
+	@test -n "$(REGISTRY)" || { echo "usage: make push REGISTRY=host:port [PLAIN_HTTP=1]"; exit 2; }
+	$(CARGO) run -q -p xtask -- push dist/oci $(REGISTRY) $(if $(PLAIN_HTTP),--plain-http)
 
 ## e2e: the real-Envoy tests and the OCI push test (tests/e2e)
 e2e: build fixtures envoy oci-tools

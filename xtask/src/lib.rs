@@ -4,5 +4,8 @@
 //! errors into one line on stderr and exit code 2.
 #![forbid(unsafe_code)]
 
+pub mod compat;
+pub mod fetch;
 pub mod manifests;
 pub mod oci;
+pub mod push;

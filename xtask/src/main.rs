@@ -1,11 +1,29 @@
-//! The `xtask` command line: `xtask oci DIST_DIR OUT_DIR` and
-//! `xtask manifests OCI_DIR SRC_DIR OUT_DIR`.
+//! The `xtask` command line: `xtask oci DIST_DIR OUT_DIR`,
+//! `xtask manifests OCI_DIR SRC_DIR OUT_DIR` and
+//! `xtask push OCI_DIR REGISTRY [--plain-http]`.
 #![forbid(unsafe_code)]
 
 use std::path::Path;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: xtask oci DIST_DIR OUT_DIR | xtask manifests OCI_DIR SRC_DIR OUT_DIR";
+const USAGE: &str = "usage: xtask oci DIST_DIR OUT_DIR | xtask manifests OCI_DIR SRC_DIR OUT_DIR \
+                     | xtask push OCI_DIR REGISTRY [--plain-http]";
+
+fn push(oci: &str, registry: &str, plain_http: bool) -> ExitCode {
+    let target = xtask::push::Target::from_env(registry, plain_http);
+    match xtask::push::push_all(&target, Path::new(oci)) {
+        Ok(pushed) => {
+            for image in pushed {
+                println!("{} ({})", image.reference, image.digest);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("xtask push: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -15,10 +33,11 @@ fn main() -> ExitCode {
             Ok(images) => {
                 for image in images {
                     println!(
-                        "{}: {} (manifest {})",
+                        "{}: {} (manifest {}, compat {})",
                         image.name,
                         image.dir.display(),
-                        image.manifest_digest
+                        image.manifest_digest,
+                        image.compat_manifest_digest
                     );
                 }
                 ExitCode::SUCCESS
@@ -42,6 +61,8 @@ fn main() -> ExitCode {
                 }
             }
         }
+        ["push", oci, registry] => push(oci, registry, false),
+        ["push", oci, registry, "--plain-http"] => push(oci, registry, true),
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)

@@ -8,6 +8,10 @@
 //! also the manifest's config blob ([`WASM_CONFIG_MEDIA_TYPE`]), as `wasme`
 //! wrote these images. Nothing here is compressed or tarred.
 //!
+//! The same layout also holds the *compat* variant ([`crate::compat`]),
+//! tagged `<TAG>-compat`: the module in a tar.gz layer, for registries that
+//! refuse custom media types. `index.json` lists the artifact first.
+//!
 //! The layout is reproducible: no timestamps, fixed JSON field order, so the
 //! same `.wasm` always gives the same manifest digest, and a WasmPlugin can pin
 //! `sha256` to it.
@@ -17,6 +21,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+use crate::compat;
 
 /// Media type of the manifest (OCI image manifest v1).
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -71,6 +77,14 @@ pub enum OciError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The compat variant's tar.gz could not be built in memory.
+    #[error("{}: cannot pack the compat layer: {source}", path.display())]
+    Pack {
+        /// The `.wasm` file.
+        path: PathBuf,
+        /// The I/O error from the tar or gzip writer.
+        source: std::io::Error,
+    },
     /// A layout file could not be written.
     #[error("{}: cannot write: {source}", path.display())]
     Write {
@@ -121,16 +135,19 @@ struct Manifest<'a> {
 struct Index<'a> {
     #[serde(rename = "schemaVersion")]
     schema_version: u32,
-    manifests: [&'a Descriptor; 1],
+    manifests: [&'a Descriptor; 2],
 }
 
-/// One image in memory: every blob plus the two top-level files.
+/// One image in memory, both variants: every blob plus `index.json`.
 #[derive(Debug, Clone)]
 pub struct Image {
-    /// `(digest, bytes)` of the config, the module and the manifest.
+    /// `(digest, bytes)` of the artifact's config, module and manifest, then
+    /// the compat variant's config, layer and manifest.
     pub blobs: Vec<(String, Vec<u8>)>,
-    /// The manifest's descriptor, as written into `index.json`.
+    /// The artifact manifest's descriptor, as written into `index.json`.
     pub manifest: Descriptor,
+    /// The compat manifest's descriptor, as written into `index.json`.
+    pub compat_manifest: Descriptor,
     /// `index.json`'s bytes.
     pub index_json: Vec<u8>,
 }
@@ -146,6 +163,8 @@ pub struct Written {
     /// `sha256:<hex>` of the manifest: what a registry returns as
     /// `Docker-Content-Digest` and what a WasmPlugin's `sha256` pins.
     pub manifest_digest: String,
+    /// `sha256:<hex>` of the compat variant's manifest (tag `<TAG>-compat`).
+    pub compat_manifest_digest: String,
     /// `sha256:<hex>` of the `.wasm` file: the content layer's digest.
     pub wasm_digest: String,
 }
@@ -181,8 +200,13 @@ fn to_json(value: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-/// Builds the image for one module, tagged `tag`.
-pub fn build_image(wasm: &[u8], tag: &str) -> Image {
+/// Builds both variants for one module: the artifact tagged `tag`, the
+/// compat image tagged [`compat::compat_tag`]`(tag)`.
+///
+/// # Errors
+///
+/// The compat variant's in-memory tar or gzip writer failed.
+pub fn build_image(wasm: &[u8], tag: &str) -> std::io::Result<Image> {
     let config_bytes = RUNTIME_CONFIG.as_bytes().to_vec();
     let config = describe(WASM_CONFIG_MEDIA_TYPE, &config_bytes, None);
     let config_layer = Descriptor {
@@ -205,19 +229,23 @@ pub fn build_image(wasm: &[u8], tag: &str) -> Image {
         &manifest_bytes,
         Some(Annotations::RefName(tag.to_owned())),
     );
+    let compat = compat::build_compat_image(wasm, &compat::compat_tag(tag))?;
     let index_json = to_json(&Index {
         schema_version: 2,
-        manifests: [&manifest],
+        manifests: [&manifest, &compat.manifest],
     });
-    Image {
-        blobs: vec![
-            (config.digest, config_bytes),
-            (module.digest, wasm.to_vec()),
-            (manifest.digest.clone(), manifest_bytes),
-        ],
+    let mut blobs = vec![
+        (config.digest, config_bytes),
+        (module.digest, wasm.to_vec()),
+        (manifest.digest.clone(), manifest_bytes),
+    ];
+    blobs.extend(compat.blobs);
+    Ok(Image {
+        blobs,
         manifest,
+        compat_manifest: compat.manifest,
         index_json,
-    }
+    })
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), OciError> {
@@ -282,13 +310,17 @@ pub fn write_filter(wasm_path: &Path, out_dir: &Path) -> Result<Written, OciErro
         path: wasm_path.to_owned(),
         source,
     })?;
-    let image = build_image(&wasm, TAG);
+    let image = build_image(&wasm, TAG).map_err(|source| OciError::Pack {
+        path: wasm_path.to_owned(),
+        source,
+    })?;
     let dir = out_dir.join(&name);
     write_layout(&dir, &image)?;
     Ok(Written {
         name,
         dir,
         manifest_digest: image.manifest.digest,
+        compat_manifest_digest: image.compat_manifest.digest,
         wasm_digest: sha256_digest(&wasm),
     })
 }
@@ -364,7 +396,7 @@ mod tests {
     #[test]
     fn every_descriptor_matches_its_blob_on_disk() {
         let dir = scratch("descriptors");
-        let image = build_image(MODULE, "1.2.3");
+        let image = build_image(MODULE, "1.2.3").unwrap();
         write_layout(&dir, &image).unwrap();
 
         let index: Value =
@@ -386,7 +418,7 @@ mod tests {
 
     #[test]
     fn media_types_follow_the_wasm_artifact_spec() {
-        let image = build_image(MODULE, "1.2.3");
+        let image = build_image(MODULE, "1.2.3").unwrap();
         let manifest_bytes = &image.blobs[2].1;
         let manifest: Value = serde_json::from_slice(manifest_bytes).unwrap();
         assert_eq!(manifest["schemaVersion"], 2);
@@ -415,10 +447,10 @@ mod tests {
 
     #[test]
     fn same_module_gives_the_same_manifest_digest() {
-        let a = build_image(MODULE, "1.2.3");
-        let b = build_image(MODULE, "1.2.3");
+        let a = build_image(MODULE, "1.2.3").unwrap();
+        let b = build_image(MODULE, "1.2.3").unwrap();
         assert_eq!(a.manifest.digest, b.manifest.digest);
-        let c = build_image(b"\0asm\x01\0\0\0\0", "1.2.3");
+        let c = build_image(b"\0asm\x01\0\0\0\0", "1.2.3").unwrap();
         assert_ne!(a.manifest.digest, c.manifest.digest);
     }
 

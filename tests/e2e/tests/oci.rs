@@ -1,7 +1,8 @@
 //! The OCI layout `xtask oci` writes is one a real registry accepts and serves
-//! back in Istio's Wasm artifact format: a throwaway `docker-registry` on
-//! loopback, `skopeo copy` of one filter's layout, then the manifest and the
-//! module blob fetched over HTTP as Istio's fetcher would.
+//! back in both of Istio's Wasm image formats: skopeo reads the layout, a
+//! throwaway `docker-registry` on loopback receives it from `xtask push`
+//! (oci-client), and each tag pulled back yields the module under Istio's
+//! fetcher rules (`xtask::fetch`).
 //!
 //! Needs `docker-registry` and `skopeo` on PATH (`make oci-tools`); without
 //! them the test fails and says so, it never skips.
@@ -20,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e::{client, paths};
-use xtask::oci;
+use xtask::{compat, fetch, oci, push};
 
 /// The filter this test pushes; any one exercises the same layout code.
 const FILTER: &str = "security_headers";
@@ -123,8 +124,26 @@ impl Drop for Registry {
     }
 }
 
+/// `skopeo inspect --raw` of one tag of the on-disk layout: an independent
+/// OCI implementation reading what `xtask oci` wrote.
+fn skopeo_manifest(skopeo: &Path, layout: &Path, tag: &str) -> Vec<u8> {
+    let out = Command::new(skopeo)
+        .arg("inspect")
+        .arg("--raw")
+        .arg(format!("oci:{}:{tag}", layout.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo inspect oci:{}:{tag} failed: {}",
+        layout.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 #[test]
-fn pushed_layout_is_served_back_in_istios_wasm_artifact_format() {
+fn both_variants_round_trip_through_a_registry_and_yield_the_module_as_istio_reads_it() {
     let registry_bin = require_tool("docker-registry");
     let skopeo = require_tool("skopeo");
     let wasm_path = paths::filter_wasm(FILTER);
@@ -132,34 +151,51 @@ fn pushed_layout_is_served_back_in_istios_wasm_artifact_format() {
 
     let dir = scratch_dir();
     let written = oci::write_filter(&wasm_path, &dir.join("oci")).unwrap();
-    let registry = Registry::start(&registry_bin, &dir);
+    let compat_tag = compat::compat_tag(oci::TAG);
 
-    // Accept anything: the host's /etc/containers/policy.json may be absent
-    // or strict, and the image is our own, just written.
-    let policy = dir.join("policy.json");
-    fs::write(
-        &policy,
-        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
-    )
-    .unwrap();
-    let repo = format!("mesh/{}", written.name);
-    let push = Command::new(&skopeo)
-        .arg("--policy")
-        .arg(&policy)
-        .arg("copy")
-        .arg("--dest-tls-verify=false")
-        .arg(format!("oci:{}:{}", written.dir.display(), oci::TAG))
-        .arg(format!("docker://{}/{repo}:{}", registry.addr, oci::TAG))
-        .output()
-        .unwrap();
-    assert!(
-        push.status.success(),
-        "skopeo copy failed: {}\n{}\nregistry log:\n{}",
-        push.status,
-        String::from_utf8_lossy(&push.stderr),
-        registry.log_text()
+    // skopeo reads the layout and finds both tags, byte for byte.
+    let artifact_manifest = skopeo_manifest(&skopeo, &written.dir, oci::TAG);
+    assert_eq!(
+        oci::sha256_digest(&artifact_manifest),
+        written.manifest_digest
+    );
+    let compat_manifest = skopeo_manifest(&skopeo, &written.dir, &compat_tag);
+    assert_eq!(
+        oci::sha256_digest(&compat_manifest),
+        written.compat_manifest_digest
     );
 
+    let registry = Registry::start(&registry_bin, &dir);
+    let target = push::Target::from_env(&registry.addr.to_string(), false);
+    assert!(
+        target.plain_http,
+        "a loopback registry is spoken to in HTTP"
+    );
+    let pushed = push::push_layout(&target, &written.dir, &written.name)
+        .unwrap_or_else(|e| panic!("push failed: {e}\nregistry log:\n{}", registry.log_text()));
+    let pushed: Vec<(String, String)> = pushed
+        .into_iter()
+        .map(|p| (p.reference, p.digest))
+        .collect();
+    let repo = format!("{}/{}", push::NAMESPACE, written.name);
+    assert_eq!(
+        pushed,
+        [
+            (
+                format!("{}/{repo}:{}", registry.addr, oci::TAG),
+                written.manifest_digest.clone()
+            ),
+            (
+                format!("{}/{repo}:{compat_tag}", registry.addr),
+                written.compat_manifest_digest.clone()
+            ),
+        ]
+    );
+    // A second push is a no-op for blobs and keeps the digests.
+    push::push_layout(&target, &written.dir, &written.name).unwrap();
+
+    // Read back by the registry's own HTTP API, without oci-client: the
+    // manifest is stored byte for byte, so its digest is the pinned one.
     let response = client::get(
         registry.addr,
         &format!("/v2/{repo}/manifests/{}", oci::TAG),
@@ -175,8 +211,7 @@ fn pushed_layout_is_served_back_in_istios_wasm_artifact_format() {
         Some(written.manifest_digest.as_str()),
         "the registry must store the manifest byte for byte"
     );
-    assert_eq!(oci::sha256_digest(&response.body), written.manifest_digest);
-
+    assert_eq!(response.body, artifact_manifest);
     let manifest = response.json();
     assert_eq!(manifest["config"]["mediaType"], oci::WASM_CONFIG_MEDIA_TYPE);
     let layers = manifest["layers"].as_array().unwrap();
@@ -190,22 +225,35 @@ fn pushed_layout_is_served_back_in_istios_wasm_artifact_format() {
         .filter(|l| l["mediaType"] == oci::WASM_LAYER_MEDIA_TYPE)
         .collect();
     assert_eq!(module_layers.len(), 1, "{manifest}");
-    let module_digest = module_layers[0]["digest"].as_str().unwrap();
-    assert_eq!(module_digest, written.wasm_digest);
-    assert_eq!(module_digest, oci::sha256_digest(&wasm));
+    assert_eq!(module_layers[0]["digest"], oci::sha256_digest(&wasm));
 
-    // The blob Istio would load is the .wasm file itself, uncompressed.
-    let blob = client::get(
-        registry.addr,
-        &format!("/v2/{repo}/blobs/{module_digest}"),
-        &[],
-    );
-    assert_eq!(blob.status, 200);
-    assert!(
-        blob.body == wasm,
-        "the module blob differs from {}",
-        wasm_path.display()
-    );
+    // Pulled back with oci-client, each tag yields the module under Istio's
+    // fetcher rules: the artifact as the raw layer, the compat image from
+    // plugin.wasm in its tar.gz.
+    for (tag, digest, expected_manifest) in [
+        (
+            oci::TAG.to_owned(),
+            &written.manifest_digest,
+            &artifact_manifest,
+        ),
+        (
+            compat_tag.clone(),
+            &written.compat_manifest_digest,
+            &compat_manifest,
+        ),
+    ] {
+        let remote = push::Remote::new(&target, &written.name, &tag).unwrap();
+        let pulled = remote.manifest().unwrap();
+        assert_eq!(&pulled.digest, digest, "{tag}");
+        assert_eq!(&pulled.manifest, expected_manifest, "{tag}");
+        let module = fetch::extract_wasm(&pulled.manifest, |d| remote.blob(d))
+            .unwrap_or_else(|e| panic!("{tag}: {e}"));
+        assert!(
+            module == wasm,
+            "{tag}: the module Istio would load differs from {}",
+            wasm_path.display()
+        );
+    }
 
     drop(registry);
     fs::remove_dir_all(&dir).unwrap();
