@@ -12,11 +12,11 @@ use e2e::paths;
 
 /// At least this many request steps must be compared (the count when the
 /// test was written, so excluding more fails it).
-const MIN_COMPARED_STEPS: usize = 98;
+const MIN_COMPARED_STEPS: usize = 107;
 /// At least this many scenario files must run in Envoy.
-const MIN_COMPARED_SCENARIOS: usize = 39;
+const MIN_COMPARED_SCENARIOS: usize = 42;
 /// At least this many scenarios must have their final metrics compared.
-const MIN_METRICS_COMPARED: usize = 20;
+const MIN_METRICS_COMPARED: usize = 23;
 
 fn scenario_files() -> Vec<PathBuf> {
     let root = paths::repo_root().join("tests/scenarios");
