@@ -24,7 +24,7 @@ ENVOY_VERSION := 1.40.0
 VENV          := .tools/venv
 ENVOY         := $(VENV)/bin/envoy
 
-.PHONY: all build fixtures host-test envoy oci oci-tools push e2e test demo up fuzz bench bench-envoy fmt fmt-check lint clean
+.PHONY: all build fixtures host-test envoy oci oci-tools push e2e test demo up soak fuzz bench bench-envoy fmt fmt-check lint clean
 
 all: build
 
@@ -130,6 +130,13 @@ up: build envoy
 	@echo "  curl -i -H \"authorization: Bearer $$($(CARGO) run -q -p e2e --bin chain-demo -- --token alice)\" localhost:10000/api/items"
 	@echo "  curl -s localhost:9901/stats/prometheus | grep mesh_requests_total"
 	$(ENVOY) -c manifests/envoy/full-chain.yaml --concurrency 2 --log-level warn
+
+## soak: 200,000 requests through the full chain in Envoy (--concurrency 2),
+## every answer, counter and upstream view reconciled, VM crashes and memory
+## growth checked; writes target/soak/soak.json. SOAK_ARGS="--requests N
+## --max-seconds S --unpaced ..." (see tests/e2e/src/bin/soak.rs)
+soak: build envoy
+	$(CARGO) run --release -p e2e --bin soak -- $(SOAK_ARGS)
 
 ## fuzz: every cargo-fuzz target for FUZZ_SECONDS (default 30) each, one
 ## after another (fuzz/run.sh; needs the nightly toolchain, installs cargo-fuzz)

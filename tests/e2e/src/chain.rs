@@ -22,7 +22,10 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use crate::upstream::Reply;
-use crate::{manifests, paths, Bootstrap, EchoUpstream, Envoy, HttpFilter, Route, UpstreamConfig};
+use crate::{
+    manifests, paths, Bootstrap, EchoUpstream, Envoy, EnvoyOptions, HttpFilter, Route,
+    UpstreamConfig,
+};
 
 /// The `kid` of the test key in the JWKS and the tokens.
 pub const KID: &str = "e2e-key";
@@ -76,6 +79,14 @@ impl Idp {
         let claims = json!({
             "iss": ISSUER, "aud": AUDIENCE, "sub": sub, "iat": now, "exp": now + ttl_secs,
         });
+        self.token_with(&header, &claims)
+    }
+
+    /// An RS256 token with exactly this JOSE header and these claims, signed
+    /// with the test key: the soak's expired, wrong-audience and unknown-`kid`
+    /// tokens are real signatures over bad content, so jwt-auth rejects them
+    /// for the content and not for the signature.
+    pub fn token_with(&self, header: &Value, claims: &Value) -> String {
         let input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -147,7 +158,7 @@ pub struct RunningChain {
     pub v1: EchoUpstream,
     /// `reviews-v2`.
     pub v2: EchoUpstream,
-    _idp: EchoUpstream,
+    idp: EchoUpstream,
 }
 
 impl RunningChain {
@@ -157,6 +168,18 @@ impl RunningChain {
     ///
     /// If Envoy does not start.
     pub fn start(idp: &Idp) -> Self {
+        Self::start_with(idp, &EnvoyOptions::default(), false)
+    }
+
+    /// As [`RunningChain::start`], with Envoy's command-line `options`
+    /// (the soak runs `--concurrency 2`) and, if `exact_balance`, the
+    /// listener's exact connection balancing, so a few client connections
+    /// spread over every worker instead of where the kernel hashes them.
+    ///
+    /// # Panics
+    ///
+    /// If Envoy does not start.
+    pub fn start_with(idp: &Idp, options: &EnvoyOptions, exact_balance: bool) -> Self {
         let idp_server = EchoUpstream::start(UpstreamConfig::default());
         idp_server.set_reply(Some(Reply {
             status: 200,
@@ -166,13 +189,23 @@ impl RunningChain {
         }));
         let v1 = EchoUpstream::start(UpstreamConfig::default());
         let v2 = EchoUpstream::start(UpstreamConfig::default());
-        let bootstrap = bootstrap(idp_server.addr(), v1.addr(), v2.addr(), None);
+        let mut bootstrap = bootstrap(idp_server.addr(), v1.addr(), v2.addr(), None);
+        if exact_balance {
+            bootstrap = bootstrap.exact_balance();
+        }
         Self {
-            envoy: Envoy::start(&bootstrap),
+            envoy: Envoy::start_with(&bootstrap, options),
             v1,
             v2,
-            _idp: idp_server,
+            idp: idp_server,
         }
+    }
+
+    /// The IdP stand-in: every JWKS fetch jwt-auth made is in its
+    /// [`EchoUpstream::seen`], which the soak reconciles with
+    /// `jwt_auth.jwks_fetch_success + jwks_fetch_failed`.
+    pub fn idp(&self) -> &EchoUpstream {
+        &self.idp
     }
 }
 

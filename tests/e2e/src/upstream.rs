@@ -152,6 +152,13 @@ impl EchoUpstream {
         *lock(&self.reply) = reply;
     }
 
+    /// Removes and returns the requests seen so far, in arrival order. A long
+    /// run (the soak) drains the record as it goes, so it checks every
+    /// request the application saw without holding them all in memory.
+    pub fn take_seen(&self) -> Vec<SeenRequest> {
+        std::mem::take(&mut *lock(&self.seen))
+    }
+
     /// Forgets the requests seen so far.
     pub fn clear_seen(&self) {
         lock(&self.seen).clear();
