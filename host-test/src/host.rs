@@ -981,6 +981,7 @@ impl Host {
             response.status.unwrap_or(200).to_string().into_bytes(),
         )];
         headers.extend(to_pairs(&response.headers));
+        headers.extend(response.raw_headers);
         data.response_headers = headers;
         data.response_body = response.body.into_bytes();
         data.response_trailers = to_pairs(&response.trailers);
@@ -1231,6 +1232,7 @@ impl Host {
                     headers.extend(response.headers.iter().map(|(k, v)| {
                         (k.to_ascii_lowercase().into_bytes(), v.as_bytes().to_vec())
                     }));
+                    headers.extend(response.raw_headers);
                     let trailers = response
                         .trailers
                         .iter()

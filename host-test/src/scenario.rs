@@ -443,6 +443,7 @@ fn build(path: &Path, scenario: &Scenario) -> Result<Host, Result<String, Scenar
         let response = MockResponse {
             status: def.status,
             headers: def.headers.clone(),
+            raw_headers: Vec::new(),
             body: def.body.clone(),
             trailers: def.trailers.clone(),
             delay: DurationText::default(),

@@ -109,6 +109,12 @@ pub struct MockResponse {
     pub status: Option<u16>,
     /// Response headers.
     pub headers: HeaderList,
+    /// More response headers, as raw bytes, after `headers` and exactly as
+    /// given (not lower-cased, not trimmed). Rust API only: the scenario
+    /// format is text. For what a codec refuses but another filter in an
+    /// Envoy chain can still add, such as a name that is not UTF-8.
+    #[serde(skip)]
+    pub raw_headers: Pairs,
     /// Response body.
     pub body: String,
     /// Response trailers.
@@ -136,6 +142,19 @@ impl MockResponse {
     #[must_use]
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.0.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Adds a header as raw bytes (see [`MockResponse::raw_headers`]).
+    ///
+    /// # Examples
+    /// ```
+    /// let response = host_test::MockResponse::with_status(200).header_bytes(b"x-\xff", b"v");
+    /// assert_eq!(response.raw_headers, vec![(b"x-\xff".to_vec(), b"v".to_vec())]);
+    /// ```
+    #[must_use]
+    pub fn header_bytes(mut self, name: &[u8], value: &[u8]) -> Self {
+        self.raw_headers.push((name.to_vec(), value.to_vec()));
         self
     }
 

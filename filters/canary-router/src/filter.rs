@@ -14,7 +14,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 
-use filter_common::{cookie, query};
+use filter_common::{cookie, header_map, query};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, MapType, MetricType, Status};
@@ -96,7 +96,12 @@ fn random_u64() -> u64 {
 
 /// The request as the host holds it.
 enum HostRequest {
-    /// The whole header map, fetched in one call.
+    /// The whole header map, fetched in one call with
+    /// [`filter_common::header_map::get`] (the SDK's getter traps on a header
+    /// name that is not UTF-8, which another filter can add). Only the UTF-8
+    /// names are kept: the names rules and `hash_on` look up are validated
+    /// ASCII tokens, so no other name can match. A map the host cannot give
+    /// counts as empty, as a request without those headers.
     Map(Vec<(String, Vec<u8>)>),
     /// Single headers on demand; `:path` fetched at most once for queries.
     OnDemand { path: Option<Option<Vec<u8>>> },
@@ -224,7 +229,9 @@ impl HttpContext for CanaryStream {
         let route_header = plan.config.route_header.as_str();
         let mut request = if plan.reads_cookies {
             HostRequest::Map(
-                hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default(),
+                header_map::get(MapType::HttpRequestHeaders)
+                    .map(|pairs| header_map::split_utf8(pairs).utf8)
+                    .unwrap_or_default(),
             )
         } else {
             HostRequest::OnDemand { path: None }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use filter_common::header_map::{self, RawHeader};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
@@ -72,9 +73,31 @@ impl State {
 
 /// Decides on the current stream (the effective context) and acts.
 /// Returns whether the stream should continue now.
+///
+/// The request map comes from [`header_map::get`], not the SDK's
+/// `get_map_bytes`, which traps on a header name that is not UTF-8 (another
+/// filter can add one). Such headers take no part in the decision: every
+/// name a token, rule or claim header uses is a validated ASCII token, so
+/// none can match. They are kept for [`apply`], which must not drop them.
+///
+/// A map the host cannot give (a status other than `Ok`, or a buffer that
+/// breaks the ABI; the SDK would have trapped) fails closed with a 500, as
+/// the busy-state case does: the token, the path and the rules all live in
+/// that map, so neither allowing nor a "Jwt is missing" 401 would be true.
 fn decide(state: &mut State, context_id: u32) -> bool {
-    let Ok(mut headers) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
-        return true;
+    let (mut headers, non_utf8) = match header_map::get(MapType::HttpRequestHeaders) {
+        Ok(pairs) => {
+            let split = header_map::split_utf8(pairs);
+            (split.utf8, split.non_utf8)
+        }
+        Err(e) => {
+            log(
+                LogLevel::Error,
+                &format!("jwt-auth: cannot read the request headers ({e}); refusing the request"),
+            );
+            let _ = hostcalls::send_http_response(500, vec![], Some(b"jwt-auth: internal error"));
+            return false;
+        }
     };
     let value = |name: &str| -> Vec<u8> {
         headers
@@ -107,7 +130,7 @@ fn decide(state: &mut State, context_id: u32) -> bool {
         }
         Outcome::Allow(mutations) => {
             state.count(stats::ALLOWED);
-            apply(&mut headers, &mutations);
+            apply(&mut headers, &non_utf8, &mutations);
             true
         }
         Outcome::Deny(status) => {
@@ -214,14 +237,28 @@ impl Env for StateEnv<'_> {
     }
 }
 
-fn apply(headers: &mut Vec<(String, Vec<u8>)>, mutations: &Mutations) {
+/// Applies an allowed request's changes to the host's request map.
+///
+/// Normally one whole-map write (`proxy_set_header_map_pairs`). The SDK's
+/// setter takes names as `&str`, so when the map holds names that are not
+/// UTF-8 (`non_utf8`, see [`decide`]) a whole-map write would drop them;
+/// the same changes are then made one header at a time, which leaves those
+/// headers untouched. Both ways give the map [`Mutations::apply`] describes:
+/// removed and re-added names lose every earlier value, additions go to the
+/// end, `:path` is replaced.
+fn apply(headers: &mut Vec<(String, Vec<u8>)>, non_utf8: &[RawHeader], mutations: &Mutations) {
     if !mutations.is_empty() {
-        mutations.apply(headers);
-        let pairs: Vec<(&str, &[u8])> = headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_slice()))
-            .collect();
-        if let Err(e) = hostcalls::set_map_bytes(MapType::HttpRequestHeaders, pairs) {
+        let result = if non_utf8.is_empty() {
+            mutations.apply(headers);
+            let pairs: Vec<(&str, &[u8])> = headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_slice()))
+                .collect();
+            hostcalls::set_map_bytes(MapType::HttpRequestHeaders, pairs)
+        } else {
+            apply_one_by_one(mutations)
+        };
+        if let Err(e) = result {
             log(
                 LogLevel::Warn,
                 &format!("jwt-auth: cannot rewrite request headers: {e:?}"),
@@ -231,6 +268,22 @@ fn apply(headers: &mut Vec<(String, Vec<u8>)>, mutations: &Mutations) {
     if mutations.clear_route_cache {
         let _ = hostcalls::call_foreign_function("clear_route_cache", None);
     }
+}
+
+/// [`Mutations::apply`] as single-header host calls; the first error stops.
+fn apply_one_by_one(mutations: &Mutations) -> Result<(), proxy_wasm::types::Status> {
+    let map = MapType::HttpRequestHeaders;
+    let added = mutations.add.iter().map(|(name, _)| name);
+    for name in mutations.remove.iter().chain(added) {
+        hostcalls::remove_map_value(map, name)?;
+    }
+    for (name, value) in &mutations.add {
+        hostcalls::add_map_value_bytes(map, name, value.as_bytes())?;
+    }
+    if let Some(path) = &mutations.path {
+        hostcalls::set_map_value_bytes(map, ":path", Some(path))?;
+    }
+    Ok(())
 }
 
 /// jwt_authn's failure reply.

@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
+use filter_common::header_map;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
@@ -167,18 +168,24 @@ pub struct MetricsStream {
 /// read of the whole map (`proxy_get_header_map_pairs`, one allocation) costs
 /// about as much as two single reads, so with two or more headers wanted the
 /// map is read once and searched here.
+///
+/// The map comes from [`filter_common::header_map::get`], not the SDK's
+/// `get_map_bytes`, which traps on a header name that is not UTF-8 (another
+/// filter can add one). Names are compared as bytes: such a name never equals
+/// one of ours (ASCII), so it is ignored. A map the host cannot give counts
+/// as empty: the labels fall back to their defaults.
 fn request_labels(labeler: &mut Labeler) -> RequestLabels {
     let version_header = labeler.version_header();
     let wanted = usize::from(labeler.wants_method())
         + usize::from(labeler.wants_path())
         + usize::from(version_header.is_some());
     let (method, path, version) = if wanted >= 2 {
-        let map = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+        let map = header_map::get(MapType::HttpRequestHeaders).unwrap_or_default();
         let find = |wanted: bool, name: &str| {
             wanted
                 .then(|| {
                     map.iter()
-                        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                        .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
                         .map(|(_, v)| v.clone())
                 })
                 .flatten()

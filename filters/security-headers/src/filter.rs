@@ -3,6 +3,7 @@
 
 use std::rc::Rc;
 
+use filter_common::header_map;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, MapType, MetricType};
@@ -109,14 +110,35 @@ impl HttpContext for SecurityHeadersStream {
         // adds). Measured: owasp costs +4.7-5.1 µs over the empty Wasm filter
         // (was +5.6-5.8), above the 1.5x-header_mutation goal (~3.9-4.5 µs):
         // the same host calls with no filter logic cost ~5.3 µs there.
-        let headers = self.get_http_response_headers_bytes();
+        //
+        // Names that are not UTF-8 (another filter can add one; the SDK's
+        // `get_http_response_headers_bytes` traps on them, hence
+        // `header_map`): the plan manages ASCII names only, so the core never
+        // sees them, and the whole-map write is skipped when there are any,
+        // because the SDK's setter takes `&str` names and would drop them.
+        // The per-header edits never touch them, so they reach the client
+        // byte for byte. A map the host cannot give (the SDK would have
+        // trapped) leaves the response as it is: edits planned against a map
+        // we could not read might duplicate headers, and a whole-map write
+        // would wipe it.
+        let map = match header_map::get(MapType::HttpResponseHeaders) {
+            Ok(map) => map,
+            Err(e) => {
+                log::warn!("security-headers: cannot read the response headers: {e}");
+                return Action::Continue;
+            }
+        };
+        let header_map::Split {
+            utf8: headers,
+            non_utf8,
+        } = header_map::split_utf8(map);
         let edits = harden::harden(&self.plan, self.https, &headers);
         if edits.is_empty() {
             return Action::Continue;
         }
         let operations = edits.remove.len() + edits.add.len();
         let final_len = headers.len() + edits.add.len();
-        if operations * 2 > final_len {
+        if operations * 2 > final_len && non_utf8.is_empty() {
             self.set_http_response_headers_bytes(edits.merged(&headers));
         } else {
             // Errors are ignored: a header the host refuses must not fail
