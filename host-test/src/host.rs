@@ -337,6 +337,14 @@ impl Host {
         self.upstream = response;
     }
 
+    /// Installs (or with `None` removes) a hook that may write shared data
+    /// between a guest's `proxy_get_shared_data` and its next host call, so
+    /// tests can race a filter's compare-and-swap; see
+    /// [`SharedDataHook`](crate::shared::SharedDataHook).
+    pub fn set_shared_data_hook(&mut self, hook: Option<crate::shared::SharedDataHook>) {
+        self.shared.borrow_mut().shared_data_hook.0 = hook;
+    }
+
     /// Adds a route by request header to a named cluster.
     pub fn add_route(&mut self, route: Route) {
         self.routes.push(route);

@@ -38,5 +38,5 @@ pub use error::{CallbackFailure, FailureKind, HostError};
 pub use host::{FailurePolicy, FilterSpec, Host, Route, WasmSource};
 pub use request::{Exchange, LocalReplyInfo, Request, UpstreamRequest};
 pub use runtime::Runtime;
-pub use shared::{ClusterMock, MockResponse};
+pub use shared::{ClusterMock, MockResponse, SharedDataHook, SharedRead};
 pub use vm::VmLimits;

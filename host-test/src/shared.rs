@@ -342,6 +342,46 @@ pub fn keep_recent<T>(list: &mut Vec<T>, item: T) {
     list.push(item);
 }
 
+/// One `proxy_get_shared_data` that found a value, as a [`SharedDataHook`]
+/// sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct SharedRead<'a> {
+    /// Display name of the reading filter.
+    pub filter: &'a str,
+    /// Worker (VM) index of the reader.
+    pub worker: u32,
+    /// The key.
+    pub key: &'a [u8],
+    /// The value the guest just received.
+    pub value: &'a [u8],
+}
+
+/// Runs after a guest's `proxy_get_shared_data` found a value and before the
+/// guest goes on. Returning `Some(bytes)` stores them under a new CAS stamp,
+/// as another worker's write landing between this guest's read and its
+/// compare-and-swap would; the guest still holds the old stamp, so its next
+/// CAS write of that key fails with `CasMismatch`.
+///
+/// host-test runs each callback to completion on one thread, so without this
+/// hook no other VM can write between a VM's get and its set. The hook
+/// interleaves *writes* at that granularity (it cannot run another VM's code
+/// there), which is what a filter's CAS retry loop has to survive.
+pub type SharedDataHook = Box<dyn FnMut(&SharedRead<'_>) -> Option<Vec<u8>>>;
+
+/// Holds the optional [`SharedDataHook`] (a closure has no `Debug`).
+#[derive(Default)]
+pub struct HookSlot(pub Option<SharedDataHook>);
+
+impl std::fmt::Debug for HookSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "HookSlot(set)"
+        } else {
+            "HookSlot(none)"
+        })
+    }
+}
+
 /// Everything the VMs of one host share.
 #[derive(Debug)]
 pub struct Shared {
@@ -377,6 +417,8 @@ pub struct Shared {
     pub properties: HashMap<String, PropertyValue>,
     /// Environment variables WASI shows the guests.
     pub env: Vec<(String, String)>,
+    /// Test hook run after each successful shared-data read.
+    pub shared_data_hook: HookSlot,
 }
 
 impl Shared {
@@ -402,6 +444,7 @@ impl Shared {
             clusters: HashMap::new(),
             properties: HashMap::new(),
             env: Vec::new(),
+            shared_data_hook: HookSlot(None),
         }
     }
 

@@ -15,6 +15,8 @@ fn module(body: &str) -> Vec<u8> {
   (import "env" "proxy_send_local_response" (func $reply (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
   (import "env" "proxy_get_header_map_value" (func $get_header (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_shared_data" (func $sget (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_set_shared_data" (func $sset (param i32 i32 i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
   (import "wasi_snapshot_preview1" "clock_res_get" (func $clock_res (param i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "sched_yield" (func $yield (result i32)))
@@ -39,7 +41,10 @@ fn module(body: &str) -> Vec<u8> {
 }
 
 fn status_of(body: &str) -> u16 {
-    let mut host = Host::new().unwrap();
+    status_with(Host::new().unwrap(), body)
+}
+
+fn status_with(mut host: Host, body: &str) -> u16 {
     host.add_filter(FilterSpec::bytes("wat", module(body)))
         .unwrap();
     let exchange = host.send(Request::get("/").header("x-key", "v"));
@@ -55,6 +60,32 @@ fn a_pointer_outside_guest_memory_is_invalid_memory_access() {
     );
     // Return pointers out of bounds too.
     assert_eq!(status_of("call $get_header (i32.const 0) (i32.const 64) (i32.const 5) (i32.const 0xFFFFFFF0) (i32.const 0)"), 206);
+}
+
+/// Writes key "x-key", reads it back, then writes it again with the stamp
+/// it read: the result of that compare-and-swap.
+const READ_THEN_CAS: &str = "block (result i32) \
+    (drop (call $sset (i32.const 64) (i32.const 5) (i32.const 64) (i32.const 5) (i32.const 0))) \
+    (drop (call $sget (i32.const 64) (i32.const 5) (i32.const 16) (i32.const 20) (i32.const 24))) \
+    (call $sset (i32.const 64) (i32.const 5) (i32.const 64) (i32.const 5) (i32.load (i32.const 24)))";
+
+#[test]
+fn a_shared_data_hook_write_between_get_and_cas_makes_the_cas_fail() {
+    assert_eq!(status_of(READ_THEN_CAS), 200);
+    let mut host = Host::new().unwrap();
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let log = seen.clone();
+    host.set_shared_data_hook(Some(Box::new(move |read| {
+        log.borrow_mut()
+            .push((read.key.to_vec(), read.value.to_vec(), read.worker));
+        Some(b"other".to_vec())
+    })));
+    // 8: CasMismatch.
+    assert_eq!(status_with(host, READ_THEN_CAS), 208);
+    assert_eq!(
+        *seen.borrow(),
+        vec![(b"x-key".to_vec(), b"x-key".to_vec(), 0)]
+    );
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! fetch paths, the cross-worker cache and the virtual clock. Tokens are
 //! minted here from keys generated here; the RFC 7515 A.2 token is the
 //! one fixed vector (its `exp` is 2011, so the wall clock is set to then).
+//! `cache_contention` (at the end) drives the shared verified-token cache
+//! from 8 worker VMs.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -63,6 +65,24 @@ fn rs256(kid: &str, claims: &Value) -> String {
     let input = signing_input(&json!({"alg": "RS256", "kid": kid}), claims);
     let sig = SigningKey::<Sha256>::new(rsa_key().clone()).sign(input.as_bytes());
     format!("{input}.{}", B64.encode(sig.to_bytes()))
+}
+
+/// The HMAC secret of the `oct` key "hs" (generated for these tests only).
+const HS_SECRET: &[u8] = b"an hmac secret generated for this test only";
+
+fn hs_jwk(kid: &str) -> Value {
+    json!({"kty": "oct", "kid": kid, "k": B64.encode(HS_SECRET)})
+}
+
+/// HS256 with [`HS_SECRET`]: cheap enough to mint thousands of tokens.
+fn hs256(kid: &str, claims: &Value) -> String {
+    let input = signing_input(&json!({"alg": "HS256", "kid": kid}), claims);
+    let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(HS_SECRET).unwrap();
+    hmac::Mac::update(&mut mac, input.as_bytes());
+    format!(
+        "{input}.{}",
+        B64.encode(hmac::Mac::finalize(mac).into_bytes())
+    )
 }
 
 fn claims(extra: Value) -> Value {
@@ -438,11 +458,10 @@ fn other_algorithms_verify_end_to_end() {
     let ed = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
     let ec = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
     let ec_point = ec.verifying_key().to_encoded_point(false);
-    let secret = b"an hmac secret generated for this test only";
     let keys = [
         json!({"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": B64.encode(ed.verifying_key().as_bytes())}),
         json!({"kty": "EC", "crv": "P-256", "kid": "ec", "x": B64.encode(ec_point.x().unwrap()), "y": B64.encode(ec_point.y().unwrap())}),
-        json!({"kty": "oct", "kid": "hs", "k": B64.encode(secret)}),
+        hs_jwk("hs"),
         rsa_jwk("ps")
             .as_object()
             .unwrap()
@@ -465,13 +484,7 @@ fn other_algorithms_verify_end_to_end() {
     let sig: p256::ecdsa::Signature = ec.sign(input.as_bytes());
     let es256 = format!("{input}.{}", B64.encode(sig.to_bytes()));
 
-    let input = signing_input(&json!({"alg": "HS256", "kid": "hs"}), &c);
-    let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(secret).unwrap();
-    hmac::Mac::update(&mut mac, input.as_bytes());
-    let hs256 = format!(
-        "{input}.{}",
-        B64.encode(hmac::Mac::finalize(mac).into_bytes())
-    );
+    let hs256 = hs256("hs", &c);
 
     let input = signing_input(&json!({"alg": "PS256", "kid": "ps"}), &c);
     let pss = rsa::pss::BlindedSigningKey::<Sha256>::new(rsa_key().clone());
@@ -516,5 +529,327 @@ proptest::proptest! {
                 assert!(exchange.failures.is_empty(), "{:?}", exchange.failures);
             }
         });
+    }
+}
+
+/// Contention (issue #10, item 3): the verified-token cache shared by 8
+/// worker VMs through shared data.
+///
+/// The cache (`src/cache.rs`) is direct-mapped: a token's slot is
+/// `DefaultHasher(token) % jwt_cache_size` and the slot stores `exp` and the
+/// *whole* token; a lookup hits only on a byte-equal token that has not
+/// passed `exp + clock_skew`. So a hash collision (two tokens, one slot, the
+/// only way the 64-bit hash is truncated) can only evict, never hand one
+/// token's verification to another; and claims are always parsed from the
+/// presented token, never from the cache. These tests check exactly that
+/// from the outside, against a model of the table, with every read of the
+/// table observed through host-test's shared-data hook.
+mod cache_contention {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::hash::{DefaultHasher, Hasher};
+    use std::rc::Rc;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const WORKERS: u32 = 8;
+    const SEC: u64 = 1_000_000_000;
+
+    /// The provider: HS256 (cheap to mint), cache on, two claim headers and
+    /// the payload header.
+    fn config(cache_size: u32, skew: u32) -> String {
+        local_config(
+            json!({
+                "jwt_cache_config": {"jwt_cache_size": cache_size},
+                "clock_skew_seconds": skew,
+                "forward_payload_header": "x-jwt-payload",
+                "claim_to_headers": [
+                    {"header_name": "x-jwt-sub", "claim_name": "sub"},
+                    {"header_name": "x-jwt-role", "claim_name": "role"}
+                ],
+            }),
+            &[hs_jwk("hs")],
+        )
+    }
+
+    /// `clock_skew_seconds`: 0 means the default, 60 (README).
+    fn effective_skew(skew: u32) -> u64 {
+        if skew == 0 {
+            60
+        } else {
+            u64::from(skew)
+        }
+    }
+
+    /// Token `i`: same kid, same length for every `i` (fixed-width `sub`
+    /// and `role`, `exp` of equal digit count), and long common prefixes
+    /// (the header and the leading claims are identical).
+    #[derive(Debug, Clone)]
+    struct Minted {
+        token: String,
+        sub: String,
+        role: String,
+        payload: String,
+        exp: u64,
+    }
+
+    fn mint(i: usize, exp: u64) -> Minted {
+        let sub = format!("user-{i:03}");
+        let role = ["reader", "writer", "admins"][i % 3].to_owned();
+        let token = hs256("hs", &claims(json!({"sub": sub, "role": role, "exp": exp})));
+        let payload = token.split('.').nth(1).unwrap().to_owned();
+        Minted {
+            token,
+            sub,
+            role,
+            payload,
+            exp,
+        }
+    }
+
+    /// The slot index the Wasm module computes: `DefaultHasher` over
+    /// `[u8]`'s `Hash`, which writes the length as a `usize` first; the
+    /// module is wasm32, so that is 4 bytes here, not 8.
+    fn slot_of(token: &str, size: u32) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        hasher.write(&u32::try_from(token.len()).unwrap().to_le_bytes());
+        hasher.write(token.as_bytes());
+        hasher.finish() % u64::from(size)
+    }
+
+    /// Every read of shared data, as the hook saw it.
+    type Reads = Rc<RefCell<Vec<(String, Vec<u8>)>>>;
+
+    fn cache_host(cache_size: u32, skew: u32) -> (Host, Reads) {
+        let mut host = host(&config(cache_size, skew), WORKERS);
+        let reads: Reads = Rc::default();
+        let log = Rc::clone(&reads);
+        host.set_shared_data_hook(Some(Box::new(move |read| {
+            log.borrow_mut().push((
+                String::from_utf8_lossy(read.key).into_owned(),
+                read.value.to_vec(),
+            ));
+            None
+        })));
+        (host, reads)
+    }
+
+    fn cache_counters(host: &Host) -> (i64, i64) {
+        (
+            host.metric("jwt_auth.jwt_cache_hit").unwrap_or(0),
+            host.metric("jwt_auth.jwt_cache_miss").unwrap_or(0),
+        )
+    }
+
+    /// The upstream got exactly `minted`'s claims.
+    fn assert_claims_of(exchange: &host_test::Exchange, minted: &Minted, what: &str) {
+        assert_eq!(exchange.status, 200, "{what}: {exchange:?}");
+        let upstream = exchange.upstream.as_ref().unwrap();
+        assert_eq!(
+            upstream.header("x-jwt-sub").as_deref(),
+            Some(minted.sub.as_str()),
+            "{what}"
+        );
+        assert_eq!(
+            upstream.header("x-jwt-role").as_deref(),
+            Some(minted.role.as_str()),
+            "{what}"
+        );
+        assert_eq!(
+            upstream.header("x-jwt-payload").as_deref(),
+            Some(minted.payload.as_str()),
+            "{what}"
+        );
+        assert_eq!(upstream.header("authorization"), None, "{what}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// A token cached by one VM is served from the cache on all 8 VMs
+        /// up to and including the second `exp + skew` (so 1 ns and 1 s
+        /// before the first rejected instant), and rejected by all 8 from
+        /// `exp + skew + 1 s` on, although its entry is still in the table.
+        #[test]
+        fn a_cached_token_expires_at_exp_plus_skew_on_every_worker(
+            skew in prop_oneof![Just(0u32), 1u32..120],
+            lifetime in 1u64..600,
+            populator in 0..WORKERS,
+            order in Just((0..WORKERS).collect::<Vec<_>>()).prop_shuffle(),
+            extra in 0u64..5_000,
+        ) {
+            let (mut host, reads) = cache_host(100, skew);
+            let minted = mint(7, NOW + lifetime);
+            let last_ok = NOW + lifetime + effective_skew(skew);
+            assert_claims_of(&host.send(get("/", &minted.token).on_worker(populator)), &minted, "populate");
+            prop_assert_eq!(cache_counters(&host), (0, 1));
+            let mut hits = 0;
+            // 1 s before the bound, then 1 ns before it.
+            for at in [last_ok * SEC, (last_ok + 1) * SEC - 1] {
+                host.advance(Duration::from_nanos(at - host.now_ns()));
+                for &worker in &order {
+                    assert_claims_of(&host.send(get("/", &minted.token).on_worker(worker)), &minted, "before exp + skew");
+                    hits += 1;
+                }
+            }
+            prop_assert_eq!(cache_counters(&host), (hits, 1));
+            // At the bound and after it: expired everywhere, counted as misses.
+            let mut misses = 1;
+            for at in [(last_ok + 1) * SEC, (last_ok + 1) * SEC + extra * 1_000_000] {
+                host.advance(Duration::from_nanos(at - host.now_ns()));
+                for &worker in &order {
+                    let exchange = host.send(get("/", &minted.token).on_worker(worker));
+                    prop_assert_eq!(exchange.status, 401);
+                    prop_assert_eq!(String::from_utf8_lossy(&exchange.body), "Jwt is expired");
+                    prop_assert!(exchange.upstream.is_none());
+                    misses += 1;
+                }
+            }
+            prop_assert_eq!(cache_counters(&host), (hits, misses));
+            // The entry was there all along: expiry, not eviction, refused it.
+            let reads = reads.borrow();
+            let (_, last) = reads.last().unwrap();
+            prop_assert_eq!(&last[8..], minted.token.as_bytes());
+            prop_assert_eq!(u64::from_le_bytes(last[..8].try_into().unwrap()), minted.exp);
+        }
+    }
+
+    /// One request of the interleaving test.
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Token `token` (or its payload with token `forged`'s signature,
+        /// which is the same length) on `worker`.
+        Send {
+            token: usize,
+            forged: Option<usize>,
+            worker: u32,
+        },
+        Advance(Duration),
+    }
+
+    fn ops(tokens: usize) -> impl Strategy<Value = Vec<Op>> {
+        let send = (
+            0..tokens,
+            proptest::option::weighted(0.15, 0..tokens),
+            0..WORKERS,
+        )
+            .prop_map(|(token, forged, worker)| Op::Send {
+                token,
+                forged,
+                worker,
+            });
+        let advance = prop_oneof![
+            (0u64..3_000).prop_map(Duration::from_millis),
+            (1u64..20).prop_map(Duration::from_secs),
+        ];
+        proptest::collection::vec(
+            prop_oneof![8 => send, 1 => advance.prop_map(Op::Advance)],
+            10..150,
+        )
+    }
+
+    /// A direct-mapped table of `size` slots, as the README describes it.
+    struct Table {
+        size: u32,
+        skew: u64,
+        slots: HashMap<u64, (String, u64)>,
+    }
+
+    impl Table {
+        /// Whether `token` hits at `now` (Unix seconds).
+        fn lookup(&self, token: &str, now: u64) -> bool {
+            self.slots
+                .get(&slot_of(token, self.size))
+                .is_some_and(|(stored, exp)| stored == token && now <= exp + self.skew)
+        }
+
+        fn insert(&mut self, token: &str, exp: u64) {
+            self.slots
+                .insert(slot_of(token, self.size), (token.to_owned(), exp));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(192))]
+
+        /// Many same-length tokens of one kid, interleaved over 8 VMs with
+        /// a small table (collisions and evictions all the time) and forged
+        /// tokens that carry a valid token's header and payload with another
+        /// token's signature: every answer carries the presented token's own
+        /// claims or is refused, hits and misses follow the direct-mapped
+        /// model exactly, and every table read is of the predicted slot.
+        #[test]
+        fn the_shared_cache_never_serves_another_tokens_claims_or_an_expired_token(
+            size in 1u32..7,
+            skew in 1u32..30,
+            (lifetimes, ops) in (2usize..13).prop_flat_map(|n| {
+                (proptest::collection::vec(1u64..90, n), ops(n))
+            }),
+        ) {
+            let (mut host, reads) = cache_host(size, skew);
+            let minted: Vec<Minted> = lifetimes
+                .iter()
+                .enumerate()
+                .map(|(i, lifetime)| mint(i, NOW + lifetime))
+                .collect();
+            prop_assert!(minted.iter().all(|m| m.token.len() == minted[0].token.len()));
+            let mut table = Table { size, skew: u64::from(skew), slots: HashMap::new() };
+            let (mut hits, mut misses) = (0i64, 0i64);
+            let mut prefix: Option<String> = None;
+            for (step, op) in ops.iter().enumerate() {
+                let (token, forged, worker) = match op {
+                    Op::Advance(by) => {
+                        host.advance(*by);
+                        continue;
+                    }
+                    Op::Send { token, forged, worker } => (*token, *forged, *worker),
+                };
+                let own = &minted[token];
+                let presented = match forged {
+                    Some(other) if other != token => {
+                        let signature = minted[other].token.rsplit('.').next().unwrap();
+                        let (input, _) = own.token.rsplit_once('.').unwrap();
+                        format!("{input}.{signature}")
+                    }
+                    _ => own.token.clone(),
+                };
+                let is_forged = presented != own.token;
+                let now = host.now_ns() / SEC;
+                let hit = table.lookup(&presented, now);
+                let held = table.slots.get(&slot_of(&presented, size)).map(|(t, _)| t.clone());
+                if hit { hits += 1 } else { misses += 1 }
+                let expired = now > own.exp + u64::from(skew);
+                reads.borrow_mut().clear();
+                let exchange = host.send(get("/", &presented).on_worker(worker));
+                let what = format!("step {step}: token {token} forged {forged:?} worker {worker} now +{}", now - NOW);
+                if is_forged {
+                    prop_assert_eq!(exchange.status, 401, "{}", what);
+                    prop_assert!(!expired || String::from_utf8_lossy(&exchange.body) == "Jwt is expired", "{}", what);
+                } else if expired {
+                    prop_assert_eq!(exchange.status, 401, "{}", what);
+                    prop_assert_eq!(String::from_utf8_lossy(&exchange.body), "Jwt is expired", "{}", what);
+                } else {
+                    assert_claims_of(&exchange, own, &what);
+                    if !hit {
+                        table.insert(&presented, own.exp);
+                    }
+                }
+                prop_assert_eq!(cache_counters(&host), (hits, misses), "{}", what);
+                // Each request reads its own slot of the table, once, and
+                // finds what the model says the slot held.
+                let reads = reads.borrow();
+                prop_assert_eq!(reads.len(), usize::from(held.is_some()), "{}", what);
+                for (key, value) in reads.iter() {
+                    let (key_prefix, slot) = key.rsplit_once('.').unwrap();
+                    let prefix = prefix.get_or_insert_with(|| key_prefix.to_owned());
+                    prop_assert_eq!(&key_prefix, prefix, "{}", what);
+                    prop_assert_eq!(slot.parse::<u64>().unwrap(), slot_of(&presented, size), "{}", what);
+                    let stored = String::from_utf8_lossy(&value[8..]).into_owned();
+                    prop_assert_eq!(Some(stored), held.clone(), "{}", what);
+                }
+            }
+        }
     }
 }
