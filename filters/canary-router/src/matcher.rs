@@ -62,7 +62,8 @@ pub enum ValueMatch {
     /// Starts with these bytes, case-sensitive.
     Prefix(Vec<u8>),
     /// The whole value matches the pattern (Envoy's `safe_regex` semantics:
-    /// the pattern is anchored at both ends).
+    /// the pattern is anchored at both ends). Matched on the raw bytes with
+    /// Unicode mode off: see [`compile_full_match`].
     Regex(Regex),
     /// `true`: the field is present (any value, even empty); `false`: absent.
     Present(bool),
@@ -110,7 +111,7 @@ pub struct RawCondition {
     /// Starts with this value.
     #[serde(default)]
     pub prefix: Option<String>,
-    /// Fully matches this pattern (`regex` crate syntax).
+    /// Fully matches this pattern (`regex` crate syntax, RE2-like).
     #[serde(default)]
     pub regex: Option<String>,
     /// Present (`true`) or absent (`false`).
@@ -198,9 +199,11 @@ impl RawCondition {
 /// `safe_regex` matchers do (`.*Firefox.*`, not `Firefox`, finds a substring).
 ///
 /// # Errors
-/// The `regex` crate's error for a bad or oversized pattern.
+/// The `regex` crate's error for a bad or oversized pattern, or one that
+/// needs Unicode tables (`\p{Greek}`).
 pub fn compile_full_match(pattern: &str) -> Result<Regex, regex::Error> {
     RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .unicode(false)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
 }
@@ -337,6 +340,22 @@ mod tests {
             r#"{"name": "x-tier", "regex": "gold|silver"}"#,
         );
         assert!(!c.matches(&mut req));
+    }
+
+    #[test]
+    fn regex_classes_are_ascii_as_in_re2_and_property_classes_are_refused() {
+        let digits = compile_full_match(r"\d+").unwrap();
+        assert!(digits.is_match(b"123"));
+        assert!(
+            !digits.is_match("١٢٣".as_bytes()),
+            "Arabic-Indic digits are not \\d in RE2"
+        );
+        let word = compile_full_match(r"\w+").unwrap();
+        assert!(!word.is_match("café".as_bytes()));
+        assert!(compile_full_match("café")
+            .unwrap()
+            .is_match("café".as_bytes()));
+        assert!(compile_full_match(r"\p{Greek}").is_err());
     }
 
     #[test]

@@ -969,17 +969,10 @@ fn compile_match(field: &str, raw: RawRouteMatch) -> Result<PathMatch, ConfigErr
             case_sensitive,
         }),
         (None, None, Some(re)) => {
-            let pattern = if case_sensitive {
-                re.regex
-            } else {
-                format!("(?i:{})", re.regex)
-            };
-            regex::Regex::new(&pattern)
-                .map(PathMatch::Regex)
-                .map_err(|e| ConfigError::BadRegex {
-                    field: format!("{field}.safe_regex.regex"),
-                    reason: e.to_string(),
-                })
+            PathMatch::regex(&re.regex, case_sensitive).map_err(|e| ConfigError::BadRegex {
+                field: format!("{field}.safe_regex.regex"),
+                reason: e.to_string(),
+            })
         }
         _ => Err(ConfigError::MatchNotOneOf {
             field: field.to_owned(),

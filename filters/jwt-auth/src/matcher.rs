@@ -19,11 +19,36 @@ pub enum PathMatch {
         /// `case_sensitive`, default true.
         case_sensitive: bool,
     },
-    /// `safe_regex.regex`: must match the whole path.
-    Regex(regex::Regex),
+    /// `safe_regex.regex`, compiled anchored at both ends so it must match
+    /// the whole path (RE2's full match; a leftmost-first search that
+    /// happens to stop short, as `a|ab` on `ab` does, would miss it).
+    Regex(regex::bytes::Regex),
 }
 
+/// Largest compiled size of one `safe_regex`: a compiled program lives in
+/// every worker's VM, and no sensible path pattern comes near 1 MiB.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
 impl PathMatch {
+    /// A `safe_regex` match: `pattern` anchored at both ends, `(?i)` when
+    /// not `case_sensitive`.
+    ///
+    /// Matched against the raw path bytes with Unicode mode off, so `\d`,
+    /// `\w` and `\s` are ASCII as in RE2 and no Unicode tables are linked;
+    /// unlike RE2, `.` matches one byte rather than one UTF-8 character.
+    ///
+    /// # Errors
+    /// The `regex` crate's error for a bad or oversized pattern, or one that
+    /// needs Unicode tables (`\p{Greek}`).
+    pub fn regex(pattern: &str, case_sensitive: bool) -> Result<Self, regex::Error> {
+        let flags = if case_sensitive { "" } else { "(?i)" };
+        regex::bytes::RegexBuilder::new(&format!("^{flags}(?:{pattern})$"))
+            .unicode(false)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map(Self::Regex)
+    }
+
     /// Whether the request `:path` (query and fragment included or not)
     /// matches.
     #[must_use]
@@ -42,11 +67,7 @@ impl PathMatch {
                 case_sensitive: true,
             } => path == want.as_bytes(),
             Self::Exact { path: want, .. } => path.eq_ignore_ascii_case(want.as_bytes()),
-            Self::Regex(re) => {
-                let text = filter_common::decode_lossy(path);
-                re.find(&text)
-                    .is_some_and(|m| m.start() == 0 && m.end() == text.len())
-            }
+            Self::Regex(re) => re.is_match(path),
         }
     }
 }
@@ -88,8 +109,27 @@ mod tests {
 
     #[test]
     fn regex_must_match_the_whole_path() {
-        let re = PathMatch::Regex(regex::Regex::new("/v[0-9]+/.*").unwrap());
+        let re = PathMatch::regex("/v[0-9]+/.*", true).unwrap();
         assert!(re.matches(b"/v1/x?q"));
         assert!(!re.matches(b"/x/v1/x"));
+        // A full match exists even where a leftmost-first search stops short.
+        let alternation = PathMatch::regex("/a|/ab", true).unwrap();
+        assert!(alternation.matches(b"/ab"));
+        assert!(!alternation.matches(b"/abc"));
+        let insensitive = PathMatch::regex("/admin/.*", false).unwrap();
+        assert!(insensitive.matches(b"/ADMIN/x"));
+        assert!(!PathMatch::regex("/admin/.*", true)
+            .unwrap()
+            .matches(b"/ADMIN/x"));
+    }
+
+    #[test]
+    fn classes_are_ascii_as_in_re2() {
+        let digits = PathMatch::regex(r"/\d+", true).unwrap();
+        assert!(digits.matches(b"/123"));
+        assert!(
+            !digits.matches("/١٢٣".as_bytes()),
+            "Arabic-Indic digits are not \\d in RE2"
+        );
     }
 }
