@@ -16,7 +16,7 @@ use flate2::write::GzEncoder;
 use flate2::{Compression, GzBuilder};
 use serde::Serialize;
 
-use crate::oci::{sha256_digest, Annotations, Descriptor, MANIFEST_MEDIA_TYPE};
+use crate::oci::{describe, sha256_digest, Annotations, Descriptor, MANIFEST_MEDIA_TYPE};
 
 /// Media type of an image config (OCI image spec).
 pub const IMAGE_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
@@ -97,19 +97,6 @@ fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut encoder: GzEncoder<Vec<u8>> = GzBuilder::new().write(Vec::new(), Compression::best());
     encoder.write_all(bytes)?;
     encoder.finish()
-}
-
-fn describe(
-    media_type: &'static str,
-    bytes: &[u8],
-    annotations: Option<Annotations>,
-) -> Descriptor {
-    Descriptor {
-        media_type,
-        digest: sha256_digest(bytes),
-        size: bytes.len() as u64,
-        annotations,
-    }
 }
 
 /// Builds the compat image for one module, its manifest tagged `tag`.

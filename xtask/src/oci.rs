@@ -180,7 +180,8 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     out
 }
 
-fn describe(
+/// The descriptor of `bytes` as a blob of `media_type`.
+pub(crate) fn describe(
     media_type: &'static str,
     bytes: &[u8],
     annotations: Option<Annotations>,
