@@ -1,6 +1,6 @@
 //! The bundle against the five separate filters it replaces: one request
-//! lifecycle through jwt_auth → rate_limit → canary_router →
-//! security_headers → metrics in host-test, as five filters (five VMs, five
+//! lifecycle through security_headers → jwt_auth → rate_limit →
+//! canary_router → metrics in host-test, as five filters (five VMs, five
 //! HTTP contexts) and as one bundle (one VM, one context), with the same
 //! typical configs (the other benches' configs plus a jwt-auth provider
 //! with a local JWKS). A second pair, security-headers alone and as a
@@ -42,10 +42,10 @@ const CLOCK_NS: u64 = 1_300_819_380 * 1_000_000_000;
 /// The five filters in chain order: (dist file stem = section name, config).
 fn stages() -> [(&'static str, &'static str); 5] {
     [
+        ("security_headers", SECURITY_HEADERS_CONFIG),
         ("jwt_auth", JWT_AUTH_CONFIG),
         ("rate_limit", RATE_LIMIT_CONFIG),
         ("canary_router", CANARY_ROUTER_CONFIG),
-        ("security_headers", SECURITY_HEADERS_CONFIG),
         ("metrics", METRICS_CONFIG),
     ]
 }

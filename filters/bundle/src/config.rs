@@ -25,19 +25,21 @@ pub const SECURITY_HEADERS: &str = "security_headers";
 /// Section name of metrics.
 pub const METRICS: &str = "metrics";
 
-/// Every section, in chain (request) order: authenticate first, then limit
-/// authenticated clients, route, harden the answer, and measure last so the
-/// counts see every other stage's local replies.
+/// Every section, in chain (request) order, the shipped WasmPlugins' order:
+/// harden first, so the local replies of every later stage (401, 403, 429)
+/// pass through it on their way back; then authenticate, limit
+/// authenticated clients, route, and measure last so the counts see every
+/// other stage's local replies.
 pub const SECTIONS: [&str; 5] = [
+    SECURITY_HEADERS,
     JWT_AUTH,
     RATE_LIMIT,
     CANARY_ROUTER,
-    SECURITY_HEADERS,
     METRICS,
 ];
 
 /// The sections as a message lists them.
-const SECTION_LIST: &str = "jwt_auth, rate_limit, canary_router, security_headers, metrics";
+const SECTION_LIST: &str = "security_headers, jwt_auth, rate_limit, canary_router, metrics";
 
 /// A validated bundle config: each present section's validated filter config.
 #[derive(Debug, Clone)]
@@ -59,10 +61,10 @@ impl Config {
     #[must_use]
     pub fn stages(&self) -> Vec<&'static str> {
         let present = [
+            self.security_headers.is_some(),
             self.jwt_auth.is_some(),
             self.rate_limit.is_some(),
             self.canary_router.is_some(),
-            self.security_headers.is_some(),
             self.metrics.is_some(),
         ];
         SECTIONS
@@ -213,8 +215,13 @@ pub fn validate(raw: &[u8]) -> Result<Config, ConfigError> {
         }
         *slot = Some(value);
     }
-    let [jwt, limit, canary, headers, measure] = found;
+    // Checked in chain order (struct fields are evaluated as written), so
+    // the first error reported is the first stage's.
+    let [headers, jwt, limit, canary, measure] = found;
     Ok(Config {
+        security_headers: bytes(SECURITY_HEADERS, headers)?
+            .map(|b| security_headers::config::validate(&b).map_err(ConfigError::SecurityHeaders))
+            .transpose()?,
         jwt_auth: bytes(JWT_AUTH, jwt)?
             .map(|b| jwt_auth::config::validate(&b).map_err(ConfigError::JwtAuth))
             .transpose()?,
@@ -223,9 +230,6 @@ pub fn validate(raw: &[u8]) -> Result<Config, ConfigError> {
             .transpose()?,
         canary_router: bytes(CANARY_ROUTER, canary)?
             .map(|b| canary_router::config::validate(&b).map_err(ConfigError::CanaryRouter))
-            .transpose()?,
-        security_headers: bytes(SECURITY_HEADERS, headers)?
-            .map(|b| security_headers::config::validate(&b).map_err(ConfigError::SecurityHeaders))
             .transpose()?,
         metrics: bytes(METRICS, measure)?
             .map(|b| metrics::config::validate(&b).map_err(ConfigError::Metrics))
@@ -250,7 +254,7 @@ mod tests {
             br#"{"metrics": {"prefix": "mesh"}, "security_headers": {}, "jwt_auth": {"providers": {}}}"#,
         )
         .unwrap();
-        assert_eq!(config.stages(), ["jwt_auth", "security_headers", "metrics"]);
+        assert_eq!(config.stages(), ["security_headers", "jwt_auth", "metrics"]);
         assert!(config.rate_limit.is_none() && config.canary_router.is_none());
     }
 
@@ -285,7 +289,7 @@ mod tests {
     fn unknown_section_is_refused_by_name() {
         assert_eq!(
             error(r#"{"security_headers": {}, "jwt": {}}"#),
-            r#"bundle: unknown section "jwt"; the sections are jwt_auth, rate_limit, canary_router, security_headers, metrics"#
+            r#"bundle: unknown section "jwt"; the sections are security_headers, jwt_auth, rate_limit, canary_router, metrics"#
         );
     }
 

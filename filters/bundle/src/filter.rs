@@ -95,6 +95,13 @@ impl BundleRoot {
             security_headers,
             metrics,
         } = config;
+        if let Some(config) = security_headers {
+            let mut root = security_headers::filter::SecurityHeadersRoot::default();
+            self.add_stage(config::SECURITY_HEADERS, move || {
+                root.configure(config);
+                Box::new(root)
+            });
+        }
         if let Some(config) = jwt_auth {
             let mut root = jwt_auth::filter::JwtAuthRoot::new(self.context_id);
             self.add_stage(config::JWT_AUTH, move || {
@@ -112,13 +119,6 @@ impl BundleRoot {
         if let Some(config) = canary_router {
             let mut root = canary_router::filter::CanaryRoot::default();
             self.add_stage(config::CANARY_ROUTER, move || {
-                root.configure(config);
-                Box::new(root)
-            });
-        }
-        if let Some(config) = security_headers {
-            let mut root = security_headers::filter::SecurityHeadersRoot::default();
-            self.add_stage(config::SECURITY_HEADERS, move || {
                 root.configure(config);
                 Box::new(root)
             });

@@ -1,7 +1,8 @@
 //! bundle: the five filters as stages of one proxy-wasm module, run in one
-//! VM with one HTTP context per request, in chain order jwt_auth →
-//! rate_limit → canary_router → security_headers → metrics (responses in
-//! reverse), behaving exactly as the five separate filters chained in that
+//! VM with one HTTP context per request, in chain order security_headers →
+//! jwt_auth → rate_limit → canary_router → metrics (responses in reverse;
+//! the shipped WasmPlugins' order, so later stages' local replies are
+//! hardened), behaving exactly as the five separate filters chained in that
 //! order. Why: Envoy pays a fixed cost per Wasm filter per request (entering
 //! V8, creating the context, every callback; ~1.4 µs and up); five filters
 //! pay it five times, the bundle once.

@@ -31,10 +31,10 @@ use serde_yaml_ng::{Mapping, Value};
 /// Filters the bundle links, by their dist file stem, in chain order. The
 /// stem is also the section name.
 const SECTIONS: [&str; 5] = [
+    "security_headers",
     "jwt_auth",
     "rate_limit",
     "canary_router",
-    "security_headers",
     "metrics",
 ];
 
@@ -374,8 +374,8 @@ fn inexpressible(yaml: &str) -> String {
 fn rewrite_combines_sections_and_renames_the_replier() {
     let out = rewrite_text(
         "filters:
-  - {name: rl, wasm: dist/filters/rate_limit.wasm, config: {rules: []}}
   - {name: sec, wasm: dist/filters/security_headers.wasm}
+  - {name: rl, wasm: dist/filters/rate_limit.wasm, config: {rules: []}}
 stats_config: manifests/x.yaml
 steps:
   - request: {path: /}
@@ -387,7 +387,7 @@ steps:
         "filters:
   - name: bundle
     wasm: /b.wasm
-    config: {rate_limit: {rules: []}, security_headers: null}
+    config: {security_headers: null, rate_limit: {rules: []}}
     root_id: ''
     vm_id: ''
     failure_policy: fail_closed

@@ -36,9 +36,9 @@
 //! - `jwt-authn`: native `envoy.filters.http.jwt_authn` with the same config
 //!   (the same JSON, which is the point of jwt-auth) and its cache: the
 //!   native twin of the line above;
-//! - `wasm-chain`: jwt-auth, rate-limit, canary-router, security-headers and
+//! - `wasm-chain`: security-headers, jwt-auth, rate-limit, canary-router and
 //!   metrics as five separate Wasm filters, each with its config above, in
-//!   the bundle's order;
+//!   the bundle's (and the shipped WasmPlugins') order;
 //! - `bundle`: the same five configs as sections of one `bundle.wasm`
 //!   filter: one VM and one HTTP context per request instead of five;
 //! - `native-chain`: `jwt_authn`, `local_ratelimit` and `header_mutation` as
@@ -124,13 +124,14 @@ const CANARY_ROUTER_CONFIG: &str = r#"{"route_header":"x-canary-version","rules"
 "sticky_cookie":{"name":"canary-version","max_age_seconds":86400,"path":"/","secure":false},
 "response_header":true,"clear_route_cache":true}"#;
 
+/// The first filter of `wasm-chain` and `bundle`, before jwt-auth, by crate
+/// name (= bundle section name) with its config.
+const CHAIN_HEAD: (&str, &str) = ("security_headers", r#"{"profile":"owasp"}"#);
 /// The filters of `wasm-chain` and `bundle` after jwt-auth (whose config is
-/// built at run time, [`jwt_config`]), in the bundle's stage order, by crate
-/// name (= bundle section name) with their configs.
-const CHAIN: [(&str, &str); 4] = [
+/// built at run time, [`jwt_config`]), in the bundle's stage order.
+const CHAIN: [(&str, &str); 3] = [
     ("rate_limit", RATE_LIMIT_CONFIG),
     ("canary_router", CANARY_ROUTER_CONFIG),
-    ("security_headers", r#"{"profile":"owasp"}"#),
     ("metrics", METRICS_CONFIG),
 ];
 /// The version [`REQUEST`]'s `x-user-id: user-42` hashes to under that
@@ -334,6 +335,11 @@ impl Case {
                 .iter()
                 .fold(
                     base.filter(HttpFilter::wasm(
+                        CHAIN_HEAD.0,
+                        &paths::filter_wasm(CHAIN_HEAD.0),
+                        CHAIN_HEAD.1,
+                    ))
+                    .filter(HttpFilter::wasm(
                         "jwt_auth",
                         &paths::filter_wasm("jwt_auth"),
                         &jwt_config().to_string(),
@@ -345,7 +351,9 @@ impl Case {
                 .stats_config_from(&paths::metrics_stats_tags_manifest()),
             Case::Bundle => {
                 let jwt = format!("\"jwt_auth\": {}", jwt_config());
-                let sections: Vec<String> = std::iter::once(jwt)
+                let sections: Vec<String> = std::iter::once(CHAIN_HEAD)
+                    .map(|(name, config)| format!("{name:?}: {config}"))
+                    .chain(std::iter::once(jwt))
                     .chain(
                         CHAIN
                             .iter()
