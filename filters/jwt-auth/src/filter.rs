@@ -65,10 +65,24 @@ struct State {
 
 impl State {
     fn count(&self, name: &'static str) {
+        self.count_by(name, 1);
+    }
+
+    fn count_by(&self, name: &'static str, n: u32) {
+        if n == 0 {
+            return;
+        }
         if let Some(id) = self.counters.get(name) {
-            let _ = hostcalls::increment_metric(*id, 1);
+            let _ = hostcalls::increment_metric(*id, i64::from(n));
         }
     }
+}
+
+/// Verified-token cache lookups of one evaluation, counted once it decides.
+#[derive(Debug, Default, Clone, Copy)]
+struct CacheLookups {
+    hits: u32,
+    misses: u32,
 }
 
 /// Decides on the current stream (the effective context) and acts.
@@ -112,15 +126,23 @@ fn decide(state: &mut State, context_id: u32) -> bool {
         path: &path,
         headers: &headers,
     };
-    let outcome = {
+    let (outcome, lookups) = {
         let mut env = StateEnv {
             plan: &state.plan,
             keys: &mut state.keys,
-            counters: &state.counters,
             now: now(),
+            lookups: CacheLookups::default(),
         };
-        state_plan(&env).evaluate(&request, &mut env)
+        let outcome = state_plan(&env).evaluate(&request, &mut env);
+        (outcome, env.lookups)
     };
+    // A waiting request is evaluated again, lookups included, when its keys
+    // arrive: only the evaluation that decides counts its cache lookups, so
+    // each is counted once.
+    if !matches!(outcome, Outcome::Wait) {
+        state.count_by(stats::JWT_CACHE_HIT, lookups.hits);
+        state.count_by(stats::JWT_CACHE_MISS, lookups.misses);
+    }
     match outcome {
         Outcome::Wait => {
             if !state.waiting.contains(&context_id) {
@@ -151,16 +173,8 @@ fn state_plan<'s>(env: &StateEnv<'s>) -> &'s Plan {
 struct StateEnv<'s> {
     plan: &'s Plan,
     keys: &'s mut Vec<ProviderKeys>,
-    counters: &'s HashMap<&'static str, u32>,
     now: SystemTime,
-}
-
-impl StateEnv<'_> {
-    fn count(&self, name: &'static str) {
-        if let Some(id) = self.counters.get(name) {
-            let _ = hostcalls::increment_metric(*id, 1);
-        }
-    }
+    lookups: CacheLookups,
 }
 
 impl Env for StateEnv<'_> {
@@ -213,11 +227,12 @@ impl Env for StateEnv<'_> {
             Ok((Some(value), _)) => cache::hit(&value, token, self.now(), p.clock_skew),
             _ => false,
         };
-        self.count(if hit {
-            stats::JWT_CACHE_HIT
+        let tally = if hit {
+            &mut self.lookups.hits
         } else {
-            stats::JWT_CACHE_MISS
-        });
+            &mut self.lookups.misses
+        };
+        *tally = tally.saturating_add(1);
         hit
     }
 

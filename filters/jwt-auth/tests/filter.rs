@@ -416,6 +416,34 @@ fn unknown_kid_refetches_at_most_every_30_seconds() {
 }
 
 #[test]
+fn a_request_resumed_after_a_kid_refetch_counts_its_cache_lookup_once() {
+    let mut host = Host::new().unwrap();
+    host.set_cluster("jwks", jwks_cluster(&jwks(&[rsa_jwk("old")])));
+    host.add_filter(
+        FilterSpec::file("jwt", wasm()).config(remote_config(json!({})).replace(
+            r#""issuer":"#,
+            r#""jwt_cache_config":{"jwt_cache_size":10},"issuer":"#,
+        )),
+    )
+    .unwrap();
+    // The first fetch has answered (the keys hold "old" only) and the
+    // 30 s re-fetch interval has passed.
+    host.advance(Duration::from_secs(31));
+    host.set_cluster("jwks", jwks_cluster(&jwks(&[rsa_jwk("new")])));
+    // An unknown kid: the request waits for a re-fetch, then is evaluated
+    // again and allowed. One request, one lookup.
+    let rotated = rs256("new", &claims(json!({})));
+    let exchange = host.send(get("/", &rotated));
+    assert_eq!(exchange.status, 200, "{exchange:?}");
+    assert_eq!(host.metric("jwt_auth.jwks_fetch_success"), Some(2));
+    assert_eq!(host.metric("jwt_auth.jwt_cache_miss"), Some(1));
+    assert_eq!(host.metric("jwt_auth.jwt_cache_hit"), Some(0));
+    assert_eq!(host.send(get("/", &rotated)).status, 200);
+    assert_eq!(host.metric("jwt_auth.jwt_cache_hit"), Some(1));
+    assert_eq!(host.metric("jwt_auth.jwt_cache_miss"), Some(1));
+}
+
+#[test]
 fn verified_tokens_are_cached_across_workers() {
     let mut host = host(
         &local_config(

@@ -188,8 +188,8 @@ impl Kind {
     }
 
     /// Whether jwt-auth finds a Bearer token in it (and so looks it up in
-    /// its cache: `jwt_cache_hit + jwt_cache_miss` counts these, twice for
-    /// a request that waited for a JWKS refetch and was decided again).
+    /// its cache: `jwt_cache_hit + jwt_cache_miss` counts these, once each,
+    /// even for a request that waited for a JWKS refetch).
     pub fn has_token(self) -> bool {
         !matches!(self, Kind::Health | Kind::Missing | Kind::WrongScheme)
     }
