@@ -95,49 +95,57 @@ impl BundleRoot {
             security_headers,
             metrics,
         } = config;
-        if let Some(config) = security_headers {
-            let mut root = security_headers::filter::SecurityHeadersRoot::default();
-            self.add_stage(config::SECURITY_HEADERS, move || {
-                root.configure(config);
-                Box::new(root)
-            });
-        }
-        if let Some(config) = jwt_auth {
-            let mut root = jwt_auth::filter::JwtAuthRoot::new(self.context_id);
-            self.add_stage(config::JWT_AUTH, move || {
-                root.configure(config);
-                Box::new(root)
-            });
-        }
-        if let Some(config) = rate_limit {
-            let mut root = rate_limit::filter::RateLimitRoot::default();
-            self.add_stage(config::RATE_LIMIT, move || {
-                root.configure(config);
-                Box::new(root)
-            });
-        }
-        if let Some(config) = canary_router {
-            let mut root = canary_router::filter::CanaryRoot::default();
-            self.add_stage(config::CANARY_ROUTER, move || {
-                root.configure(config);
-                Box::new(root)
-            });
-        }
-        if let Some(config) = metrics {
-            let mut root = metrics::filter::MetricsRoot::default();
-            self.add_stage(config::METRICS, move || {
-                root.configure(config);
-                Box::new(root)
-            });
-        }
+        let context_id = self.context_id;
+        self.add_stage(
+            config::SECURITY_HEADERS,
+            security_headers,
+            security_headers::filter::SecurityHeadersRoot::default,
+            security_headers::filter::SecurityHeadersRoot::configure,
+        );
+        self.add_stage(
+            config::JWT_AUTH,
+            jwt_auth,
+            || jwt_auth::filter::JwtAuthRoot::new(context_id),
+            jwt_auth::filter::JwtAuthRoot::configure,
+        );
+        self.add_stage(
+            config::RATE_LIMIT,
+            rate_limit,
+            rate_limit::filter::RateLimitRoot::default,
+            rate_limit::filter::RateLimitRoot::configure,
+        );
+        self.add_stage(
+            config::CANARY_ROUTER,
+            canary_router,
+            canary_router::filter::CanaryRoot::default,
+            canary_router::filter::CanaryRoot::configure,
+        );
+        self.add_stage(
+            config::METRICS,
+            metrics,
+            metrics::filter::MetricsRoot::default,
+            metrics::filter::MetricsRoot::configure,
+        );
     }
 
-    /// Runs `configure` (which may dispatch callouts: jwt-auth's first
-    /// JWKS fetch) and keeps the stage.
-    fn add_stage(&mut self, name: &'static str, configure: impl FnOnce() -> Box<dyn RootContext>) {
+    /// With its section present, makes the stage's root, configures it
+    /// (which may dispatch callouts: jwt-auth's first JWKS fetch) and keeps
+    /// it; an absent section adds no stage.
+    fn add_stage<R: RootContext + 'static, C>(
+        &mut self,
+        name: &'static str,
+        section: Option<C>,
+        make: impl FnOnce() -> R,
+        configure: fn(&mut R, C),
+    ) {
+        let Some(section) = section else { return };
+        let mut root = make();
+        configure(&mut root, section);
         let index = self.stages.len();
-        let root = configure();
-        self.stages.push(StageRoot { name, root });
+        self.stages.push(StageRoot {
+            name,
+            root: Box::new(root),
+        });
         self.absorb(index);
     }
 
