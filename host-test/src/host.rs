@@ -332,6 +332,18 @@ impl Host {
             .insert(name.to_owned(), mock);
     }
 
+    /// Makes cluster `name` answer each callout with what `responder`
+    /// computes from it (a [`crate::shared::Responder`]); it wins over a
+    /// [`Host::set_cluster`] mock of the same name. The answer's `delay`,
+    /// `hang` and `reset` apply as for a fixed mock.
+    pub fn set_cluster_responder(&mut self, name: &str, responder: crate::shared::Responder) {
+        self.shared
+            .borrow_mut()
+            .responders
+            .0
+            .insert(name.to_owned(), responder);
+    }
+
     /// Sets the default upstream answer.
     pub fn set_upstream(&mut self, response: MockResponse) {
         self.upstream = response;
@@ -1278,13 +1290,10 @@ impl Host {
                         .iter()
                         .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
                         .collect();
-                    vm.grpc_receive(
-                        context_id,
-                        token,
-                        metadata,
-                        mock.response.body.into_bytes(),
-                        trailing,
-                    )
+                    let message = mock
+                        .message
+                        .unwrap_or_else(|| mock.response.body.into_bytes());
+                    vm.grpc_receive(context_id, token, metadata, message, trailing)
                 } else {
                     vm.grpc_close(context_id, token, mock.grpc_status, &mock.response.body)
                 }

@@ -454,6 +454,7 @@ fn build(path: &Path, scenario: &Scenario) -> Result<Host, Result<String, Scenar
             delay: def.delay.0,
             hang: def.hang,
             reset: def.reset,
+            message: None,
         };
         host.set_cluster(name, mock);
     }

@@ -173,6 +173,9 @@ pub struct ClusterMock {
     pub response: MockResponse,
     /// gRPC status of a gRPC call; 0 (OK) by default.
     pub grpc_status: u32,
+    /// A gRPC call's answer message as bytes, used instead of
+    /// `response.body` when set: protobuf is binary, the body is text.
+    pub message: Option<Vec<u8>>,
     /// Virtual time before the answer arrives.
     pub delay: Duration,
     /// The cluster accepts the call but never answers: it fails at the
@@ -382,6 +385,21 @@ impl std::fmt::Debug for HookSlot {
     }
 }
 
+/// Computes a cluster's answer from the call itself (the gRPC message or
+/// HTTP request), so a test can run a model service in-process: a fake
+/// rate-limit service that decodes the request and counts.
+pub type Responder = Box<dyn FnMut(&CalloutRecord) -> ClusterMock>;
+
+/// Holds the [`Responder`]s by cluster name (a closure has no `Debug`).
+#[derive(Default)]
+pub struct Responders(pub HashMap<String, Responder>);
+
+impl std::fmt::Debug for Responders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
 /// Everything the VMs of one host share.
 #[derive(Debug)]
 pub struct Shared {
@@ -413,6 +431,8 @@ pub struct Shared {
     pub foreign_calls: Vec<ForeignCall>,
     /// Mocked callout clusters by name.
     pub clusters: HashMap<String, ClusterMock>,
+    /// Clusters whose answer a closure computes; they win over `clusters`.
+    pub responders: Responders,
     /// Host-level properties (`node.id`, `source.address`, ...).
     pub properties: HashMap<String, PropertyValue>,
     /// Environment variables WASI shows the guests.
@@ -442,6 +462,7 @@ impl Shared {
             callouts: Vec::new(),
             foreign_calls: Vec::new(),
             clusters: HashMap::new(),
+            responders: Responders::default(),
             properties: HashMap::new(),
             env: Vec::new(),
             shared_data_hook: HookSlot(None),

@@ -293,6 +293,41 @@ fn grpc_call_success_and_failure() {
 }
 
 #[test]
+fn grpc_call_to_an_unknown_cluster_is_parse_failure_as_in_envoy() {
+    // Envoy's grpcCall first reads the name as a serialised GrpcService and
+    // answers ParseFailure when no cluster has it (not BadArgument, as for
+    // an HTTP call); the SDK turns anything else into a panic.
+    let mut host = conformance();
+    let exchange = run_case(&mut host, "grpc-call", &[("x-cluster", "nowhere")]);
+    assert_eq!(exchange.status, 503);
+    assert_eq!(
+        exchange.header("x-dispatch-error").as_deref(),
+        Some("ParseFailure")
+    );
+}
+
+#[test]
+fn a_responder_answers_from_the_call_with_a_binary_message() {
+    let mut host = conformance();
+    host.set_cluster("grpc", cluster(200, "never used: the responder wins"));
+    host.set_cluster_responder(
+        "grpc",
+        Box::new(|call| {
+            let mut message = call.body.clone();
+            message.reverse();
+            message.push(0xff);
+            ClusterMock {
+                message: Some(message),
+                ..ClusterMock::default()
+            }
+        }),
+    );
+    let ok = report(&run_case(&mut host, "grpc-call", &[]));
+    assert_eq!(ok["status_code"], 0);
+    assert_eq!(ok["body_hex"], "676e6970ff");
+}
+
+#[test]
 fn grpc_stream_answers_each_message_then_closes() {
     let mut host = conformance();
     host.set_cluster(

@@ -384,6 +384,27 @@ impl Context for BundleStream {
         self.resume_others(others);
     }
 
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        // rate-limit's global mode: routed like an HTTP callout's answer.
+        let mut others = Vec::new();
+        {
+            let Ok(mut p) = self.pipeline.try_borrow_mut() else {
+                return;
+            };
+            let delivered = p.deliver(token_id, &mut others, &mut stream::take, |stage| {
+                stage.on_grpc_call_response(token_id, status_code, response_size);
+            });
+            if !delivered {
+                log(
+                    LogLevel::Warn,
+                    &format!("bundle: gRPC answer {token_id} belongs to no stage; dropped"),
+                );
+                return;
+            }
+        }
+        self.resume_others(others);
+    }
+
     fn on_done(&mut self) -> bool {
         let mut others = Vec::new();
         let mut done = true;

@@ -1,4 +1,4 @@
-//! Resuming a paused stream and dispatching an HTTP callout in a way that
+//! Resuming a paused stream and dispatching an HTTP or gRPC callout in a way that
 //! works both in a filter's own module and inside the single-module bundle
 //! (`filters/bundle`), which runs several filters as stages of one HTTP
 //! context.
@@ -48,7 +48,7 @@ pub struct Resume {
 pub struct Recorded {
     /// Resumes, in the order asked.
     pub resumes: Vec<Resume>,
-    /// Tokens of HTTP callouts dispatched, in order.
+    /// Tokens of HTTP and gRPC callouts dispatched, in order.
     pub callouts: Vec<u32>,
 }
 
@@ -155,6 +155,32 @@ pub fn dispatch_http_call(
     timeout: Duration,
 ) -> Result<u32, Status> {
     let token = hostcalls::dispatch_http_call(upstream, headers, body, trailers, timeout)?;
+    note_callout(token);
+    Ok(token)
+}
+
+/// Dispatches a unary gRPC callout (the SDK's
+/// `hostcalls::dispatch_grpc_call`, which registers the token with the
+/// active context) and, when recording, notes its token like an HTTP
+/// callout's: the bundle hands the answer to the stage that dispatched it.
+///
+/// # Errors
+/// The host's status: Envoy answers `ParseFailure` for an unknown cluster.
+pub fn dispatch_grpc_call(
+    cluster: &str,
+    service: &str,
+    method: &str,
+    message: &[u8],
+    timeout: Duration,
+) -> Result<u32, Status> {
+    let token = hostcalls::dispatch_grpc_call(
+        cluster,
+        service,
+        method,
+        Vec::new(),
+        Some(message),
+        timeout,
+    )?;
     note_callout(token);
     Ok(token)
 }

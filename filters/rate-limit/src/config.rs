@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::global::config::{FailureMode, Global, RawGlobal};
+
 /// Most rules one config may hold: every applicable rule costs one shared-data
 /// read and write per request.
 pub const MAX_RULES: usize = 16;
@@ -62,8 +64,14 @@ pub struct RawRule {
     /// `[]`: one bucket for the whole rule.
     #[serde(default)]
     pub key: Vec<RawKeySource>,
-    /// The bucket every key of this rule gets. Required.
-    pub token_bucket: RawTokenBucket,
+    /// The bucket every key of this rule gets. Required for a local rule;
+    /// for a global rule, only with `global.local_fallback`.
+    #[serde(default)]
+    pub token_bucket: Option<RawTokenBucket>,
+    /// Ask a rate-limit service (Envoy's RLS protocol) instead of, or when
+    /// it fails, besides a local bucket. Default: a local rule.
+    #[serde(default)]
+    pub global: Option<RawGlobal>,
 }
 
 /// `match`: every condition given must hold.
@@ -248,13 +256,35 @@ pub struct Rule {
     pub key: Vec<KeySource>,
     /// The bucket.
     pub bucket: TokenBucket,
+    /// The local fallback bucket of a global rule: charged only while its
+    /// rate-limit service cannot answer, never by [`crate::rules::Plan::hits`].
+    pub fallback_only: bool,
+}
+
+/// A validated global rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalRule {
+    /// Unique name (shared with its fallback bucket rule, if any).
+    pub name: String,
+    /// Path condition.
+    pub path: PathMatch,
+    /// Method condition, if any.
+    pub method: Option<String>,
+    /// The service and descriptors.
+    pub global: Global,
+    /// Position in [`Config::rules`] of the fallback bucket, when
+    /// `local_fallback` is on.
+    pub fallback: Option<u16>,
 }
 
 /// A validated config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Rules in config order.
+    /// Rules with a token bucket, in config order: the local rules and the
+    /// fallback buckets of global rules.
     pub rules: Vec<Rule>,
+    /// Global rules, in config order.
+    pub global: Vec<GlobalRule>,
     /// Envoy's `xff_num_trusted_hops`.
     pub xff_num_trusted_hops: u32,
     /// Status of a limited request's answer.
@@ -402,6 +432,36 @@ pub enum ConfigError {
     /// `max_keys` out of range.
     #[error("rate-limit: max_keys: must be 1..={MAX_KEYS_LIMIT}, got {0}")]
     BadMaxKeys(u32),
+    /// A local rule without `token_bucket`.
+    #[error("rate-limit: rules[{index}].token_bucket: required (a rule without global is local)")]
+    MissingTokenBucket {
+        /// Rule position.
+        index: usize,
+    },
+    /// `global.local_fallback` without `token_bucket`.
+    #[error("rate-limit: rules[{index}].token_bucket: required by global.local_fallback: true")]
+    FallbackNeedsBucket {
+        /// Rule position.
+        index: usize,
+    },
+    /// A global rule has a `token_bucket` or `key` but no fallback to use them.
+    #[error("rate-limit: rules[{index}].{field}: only used by the local fallback; set global.local_fallback: true or remove it")]
+    UnusedWithoutFallback {
+        /// Rule position.
+        index: usize,
+        /// `token_bucket` or `key`.
+        field: &'static str,
+    },
+    /// A field of `global` is invalid.
+    #[error("rate-limit: rules[{index}].global.{field}: {message}")]
+    Global {
+        /// Rule position.
+        index: usize,
+        /// The field, such as `descriptors[0][1].from`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Parses and validates the plugin configuration bytes.
@@ -431,15 +491,27 @@ fn check(raw: RawConfig) -> Result<Config, ConfigError> {
         return Err(ConfigError::TooManyRules(raw.rules.len()));
     }
     let mut rules: Vec<Rule> = Vec::with_capacity(raw.rules.len());
+    let mut global: Vec<GlobalRule> = Vec::new();
     for (index, rule) in raw.rules.into_iter().enumerate() {
-        let checked = check_rule(index, rule)?;
-        if rules.iter().any(|r| r.name == checked.name) {
+        let name_taken = |name: &str| {
+            rules.iter().any(|r| r.name == name) || global.iter().any(|g| g.name == name)
+        };
+        if name_taken(&rule.name) {
             return Err(ConfigError::DuplicateRuleName {
                 index,
-                name: checked.name,
+                name: rule.name,
             });
         }
-        rules.push(checked);
+        match check_rule(index, rule)? {
+            Checked::Local(rule) => rules.push(rule),
+            Checked::Global(mut rule, fallback) => {
+                if let Some(bucket_rule) = fallback {
+                    rule.fallback = u16::try_from(rules.len()).ok();
+                    rules.push(bucket_rule);
+                }
+                global.push(rule);
+            }
+        }
     }
     let response = raw.response;
     if !(400..=599).contains(&response.status) {
@@ -453,6 +525,7 @@ fn check(raw: RawConfig) -> Result<Config, ConfigError> {
     }
     Ok(Config {
         rules,
+        global,
         xff_num_trusted_hops: raw.client_ip.xff_num_trusted_hops,
         status: response.status,
         body: response.body,
@@ -479,7 +552,13 @@ fn is_token(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn check_rule(index: usize, raw: RawRule) -> Result<Rule, ConfigError> {
+/// A checked rule: local, or global with its fallback bucket rule.
+enum Checked {
+    Local(Rule),
+    Global(GlobalRule, Option<Rule>),
+}
+
+fn check_rule(index: usize, raw: RawRule) -> Result<Checked, ConfigError> {
     if !is_rule_name(&raw.name) {
         return Err(ConfigError::BadRuleName {
             index,
@@ -513,13 +592,55 @@ fn check_rule(index: usize, raw: RawRule) -> Result<Rule, ConfigError> {
         .enumerate()
         .map(|(source_index, source)| check_source(index, source_index, source))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Rule {
-        name: raw.name,
-        path,
-        method: matcher.method,
-        key,
-        bucket: check_bucket(index, raw.token_bucket)?,
-    })
+    let bucket = raw
+        .token_bucket
+        .map(|bucket| check_bucket(index, bucket))
+        .transpose()?;
+    let Some(raw_global) = raw.global else {
+        return Ok(Checked::Local(Rule {
+            name: raw.name,
+            path,
+            method: matcher.method,
+            key,
+            bucket: bucket.ok_or(ConfigError::MissingTokenBucket { index })?,
+            fallback_only: false,
+        }));
+    };
+    let global = crate::global::config::check(index, raw_global)?;
+    let fallback = match (global.local_fallback, bucket) {
+        (true, None) => return Err(ConfigError::FallbackNeedsBucket { index }),
+        (false, Some(_)) => {
+            return Err(ConfigError::UnusedWithoutFallback {
+                index,
+                field: "token_bucket",
+            })
+        }
+        (false, None) if !key.is_empty() => {
+            return Err(ConfigError::UnusedWithoutFallback {
+                index,
+                field: "key",
+            })
+        }
+        (false, None) => None,
+        (true, Some(bucket)) => Some(Rule {
+            name: raw.name.clone(),
+            path: path.clone(),
+            method: matcher.method.clone(),
+            key,
+            bucket,
+            fallback_only: true,
+        }),
+    };
+    Ok(Checked::Global(
+        GlobalRule {
+            name: raw.name,
+            path,
+            method: matcher.method,
+            global,
+            fallback: None,
+        },
+        fallback,
+    ))
 }
 
 fn absolute(index: usize, field: &'static str, value: String) -> Result<String, ConfigError> {

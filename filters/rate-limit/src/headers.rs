@@ -14,9 +14,12 @@
 //! makes it optional and allows only integers). `t` is the time to the
 //! bucket's next fill, rounded up to whole seconds.
 
+use std::borrow::Cow;
+
 use crate::bucket::{ceil_secs, BucketSpec};
 use crate::config::HeaderFormat;
-use crate::limiter::{Decision, RuleOutcome, RuleReport};
+use crate::global::ServiceQuota;
+use crate::limiter::{Decision, RuleOutcome};
 
 /// `RateLimit-Policy` (names are lower-case, as in HTTP/2 header maps).
 pub const RATELIMIT_POLICY: &str = "ratelimit-policy";
@@ -67,6 +70,62 @@ impl RuleMeta {
     }
 }
 
+/// One policy in the headers: a local rule's bucket, or the limit a
+/// rate-limit service reported for a global rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quota<'a> {
+    /// Rule name.
+    pub name: &'a str,
+    /// The `RateLimit-Policy` list item.
+    pub policy: Cow<'a, str>,
+    /// The limit (`X-RateLimit-Limit`).
+    pub limit: u32,
+    /// What is left.
+    pub remaining: u32,
+    /// Nanoseconds until it is replenished.
+    pub reset_ns: u64,
+    /// This policy denied (or would have, in shadow mode) the request.
+    pub denying: bool,
+}
+
+/// The quotas of a local decision, in hit order.
+pub fn local_quotas<'a>(
+    rules: &'a [RuleMeta],
+    decision: &'a Decision,
+) -> impl Iterator<Item = Quota<'a>> + 'a {
+    decision.reports.iter().filter_map(|report| {
+        let meta = rules.get(usize::from(report.rule))?;
+        Some(Quota {
+            name: &meta.name,
+            policy: Cow::Borrowed(&meta.policy_item),
+            limit: meta.spec.max_tokens,
+            remaining: report.remaining,
+            reset_ns: report.reset_ns,
+            denying: matches!(
+                report.outcome,
+                RuleOutcome::Limited | RuleOutcome::ShadowLimited | RuleOutcome::Contention
+            ),
+        })
+    })
+}
+
+/// The quota of global rule `name` from what its service reported: `q` is
+/// `requests_per_unit` and `w` the unit, left out when the unit is unknown.
+pub fn service_quota<'a>(name: &'a str, quota: &ServiceQuota) -> Quota<'a> {
+    let mut policy = format!("\"{name}\";q={}", quota.limit);
+    if let Some(window) = quota.window_secs {
+        policy.push_str(&format!(";w={window}"));
+    }
+    Quota {
+        name,
+        policy: Cow::Owned(policy),
+        limit: quota.limit,
+        remaining: quota.remaining,
+        reset_ns: quota.reset_ns,
+        denying: quota.over_limit,
+    }
+}
+
 /// Appends the `format` headers for `decision` to `out`. Rules are listed in
 /// hit (config) order. `Retry-After` is not included; see [`retry_after`].
 pub fn rate_limit_headers(
@@ -75,27 +134,35 @@ pub fn rate_limit_headers(
     decision: &Decision,
     out: &mut Vec<(&'static str, String)>,
 ) {
-    let reports = decision.reports.iter().filter_map(|report| {
-        rules
-            .get(usize::from(report.rule))
-            .map(|meta| (meta, report))
-    });
+    if format == HeaderFormat::None {
+        return;
+    }
+    let quotas: Vec<Quota<'_>> = local_quotas(rules, decision).collect();
+    format_quotas(format, &quotas, out);
+}
+
+/// Appends the `format` headers for `quotas` (in the order given) to `out`.
+pub fn format_quotas(
+    format: HeaderFormat,
+    quotas: &[Quota<'_>],
+    out: &mut Vec<(&'static str, String)>,
+) {
     match format {
         HeaderFormat::None => {}
         HeaderFormat::Draft => {
             let mut policy = String::new();
             let mut state = String::new();
-            for (meta, report) in reports {
+            for quota in quotas {
                 if !policy.is_empty() {
                     policy.push_str(", ");
                     state.push_str(", ");
                 }
-                policy.push_str(&meta.policy_item);
+                policy.push_str(&quota.policy);
                 state.push_str(&format!(
                     "\"{}\";r={};t={}",
-                    meta.name,
-                    report.remaining,
-                    ceil_secs(report.reset_ns)
+                    quota.name,
+                    quota.remaining,
+                    ceil_secs(quota.reset_ns)
                 ));
             }
             if !policy.is_empty() {
@@ -104,28 +171,24 @@ pub fn rate_limit_headers(
             }
         }
         HeaderFormat::XRateLimit => {
-            // One set of numbers: the rule closest to (or deepest in) its
+            // One set of numbers: the policy closest to (or deepest in) its
             // limit, the one whose reset matters most on a tie.
-            if let Some((meta, report)) = reports.min_by_key(|(_, r)| most_restrictive(r)) {
-                out.push((X_RATELIMIT_LIMIT, meta.spec.max_tokens.to_string()));
-                out.push((X_RATELIMIT_REMAINING, report.remaining.to_string()));
-                out.push((X_RATELIMIT_RESET, ceil_secs(report.reset_ns).to_string()));
+            if let Some(quota) = quotas.iter().min_by_key(|q| most_restrictive(q)) {
+                out.push((X_RATELIMIT_LIMIT, quota.limit.to_string()));
+                out.push((X_RATELIMIT_REMAINING, quota.remaining.to_string()));
+                out.push((X_RATELIMIT_RESET, ceil_secs(quota.reset_ns).to_string()));
             }
         }
     }
 }
 
-/// Sort key: denying rules first, then fewest tokens left, then the longest
+/// Sort key: denying policies first, then fewest left, then the longest
 /// wait.
-fn most_restrictive(report: &RuleReport) -> (bool, u32, std::cmp::Reverse<u64>) {
-    let denying = matches!(
-        report.outcome,
-        RuleOutcome::Limited | RuleOutcome::ShadowLimited | RuleOutcome::Contention
-    );
+fn most_restrictive(quota: &Quota<'_>) -> (bool, u32, std::cmp::Reverse<u64>) {
     (
-        !denying,
-        report.remaining,
-        std::cmp::Reverse(report.reset_ns),
+        !quota.denying,
+        quota.remaining,
+        std::cmp::Reverse(quota.reset_ns),
     )
 }
 
@@ -135,10 +198,22 @@ pub fn retry_after(decision: &Decision) -> String {
     ceil_secs(decision.retry_after_ns()).max(1).to_string()
 }
 
+/// The `Retry-After` value for a request denied by rate-limit services:
+/// whole seconds until every denying policy resets, at least 1.
+pub fn retry_after_quotas(quotas: &[Quota<'_>]) -> String {
+    let reset_ns = quotas
+        .iter()
+        .filter(|q| q.denying)
+        .map(|q| q.reset_ns)
+        .max()
+        .unwrap_or(0);
+    ceil_secs(reset_ns).max(1).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limiter::Verdict;
+    use crate::limiter::{RuleReport, Verdict};
 
     const SEC: u64 = 1_000_000_000;
 

@@ -9,19 +9,26 @@
 //! `response` (status, body, header format `draft`/`x-ratelimit`/`none`,
 //! `retry_after`); `shadow_mode`; `max_keys` slots per rule; `on_contention`.
 //! A request is admitted only if every applicable rule has a token, and a
-//! denied request takes no token from any rule.
+//! denied request takes no token from any rule. A rule with `global` is
+//! decided by a rate-limit service over Envoy's RLS gRPC protocol instead
+//! ([`global`]), after the local rules admit the request, with
+//! `failure_mode` and an optional local fallback bucket for when the
+//! service fails.
 //!
 //! Counters, per rule: `rate_limit.<rule>.allowed`, `.limited`,
-//! `.shadow_limited`, `.contention`, `.slot_shared`.
+//! `.shadow_limited`, `.contention`, `.slot_shared`; global rules also
+//! `.global_ok`, `.global_over_limit`, `.global_error`, `.global_fallback`.
 //!
 //! Layout: [`config`] validates, [`rules`] matches requests and hashes keys
-//! into slots, [`bucket`] is the token-bucket arithmetic, [`limiter`] makes
-//! the two-phase CAS decision over shared data, [`headers`] formats the
-//! answers, [`stats`] names the counters, and `filter` is the proxy-wasm glue.
+//! into slots, [`global`] builds and reads the service calls, [`bucket`] is
+//! the token-bucket arithmetic, [`limiter`] makes the two-phase CAS decision
+//! over shared data, [`headers`] formats the answers, [`stats`] names the
+//! counters, and `filter` is the proxy-wasm glue.
 #![forbid(unsafe_code)]
 
 pub mod bucket;
 pub mod config;
+pub mod global;
 pub mod headers;
 pub mod limiter;
 pub mod rules;

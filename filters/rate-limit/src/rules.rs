@@ -30,6 +30,8 @@ struct PlannedRule {
     method: Option<Vec<u8>>,
     key: Vec<KeySource>,
     slots: u32,
+    /// A global rule's fallback bucket: see [`Plan::fallback_hit`].
+    fallback_only: bool,
 }
 
 /// The rules of a config, ready for requests.
@@ -58,6 +60,7 @@ impl Plan {
                 method: rule.method.as_ref().map(|m| m.clone().into_bytes()),
                 key: rule.key.clone(),
                 // An empty key list is one bucket for the rule.
+                fallback_only: rule.fallback_only,
                 slots: if rule.key.is_empty() {
                     1
                 } else {
@@ -88,7 +91,7 @@ impl Plan {
     ) {
         let path_only = path.map(filter_common::query::path_only);
         for (index, rule) in self.rules.iter().enumerate() {
-            if !rule.matches(path_only, method) {
+            if rule.fallback_only || !rule.matches(path_only, method) {
                 continue;
             }
             let hasher = rule.key_hash(path, path_only, view);
@@ -102,16 +105,49 @@ impl Plan {
     }
 }
 
+/// Whether a rule's `match` holds: `path_only` is `:path` without its
+/// query. Shared by local and global rules.
+pub(crate) fn request_matches(
+    rule_path: &PathMatch,
+    rule_method: Option<&[u8]>,
+    path_only: Option<&[u8]>,
+    method: Option<&[u8]>,
+) -> bool {
+    let path_ok = match rule_path {
+        PathMatch::Any => true,
+        PathMatch::Prefix(prefix) => path_only.is_some_and(|p| p.starts_with(prefix.as_bytes())),
+        PathMatch::Exact(exact) => path_only == Some(exact.as_bytes()),
+    };
+    path_ok && rule_method.is_none_or(|m| method == Some(m))
+}
+
+impl Plan {
+    /// The [`Hit`] of fallback bucket `rule` (a position in the config's
+    /// `rules`) for this request, whose global rule already matched; `None`
+    /// if `rule` is not a fallback bucket.
+    pub fn fallback_hit(
+        &self,
+        rule: u16,
+        path: Option<&[u8]>,
+        view: &mut impl RequestView,
+    ) -> Option<Hit> {
+        let planned = self.rules.get(usize::from(rule))?;
+        if !planned.fallback_only {
+            return None;
+        }
+        let path_only = path.map(filter_common::query::path_only);
+        let (slot_hash, fingerprint) = planned.key_hash(path, path_only, view).finish();
+        Some(Hit {
+            rule,
+            slot: u32::try_from(slot_hash % u64::from(planned.slots)).unwrap_or(0),
+            fingerprint,
+        })
+    }
+}
+
 impl PlannedRule {
     fn matches(&self, path_only: Option<&[u8]>, method: Option<&[u8]>) -> bool {
-        let path_ok = match &self.path {
-            PathMatch::Any => true,
-            PathMatch::Prefix(prefix) => {
-                path_only.is_some_and(|p| p.starts_with(prefix.as_bytes()))
-            }
-            PathMatch::Exact(exact) => path_only == Some(exact.as_bytes()),
-        };
-        path_ok && self.method.as_deref().is_none_or(|m| method == Some(m))
+        request_matches(&self.path, self.method.as_deref(), path_only, method)
     }
 
     /// Hashes the first present source; see [`TAG_ABSENT`] when none is.

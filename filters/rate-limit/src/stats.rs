@@ -42,6 +42,34 @@ pub fn outcome_counter(outcome: RuleOutcome) -> Option<usize> {
 /// Position of [`SLOT_SHARED`] in [`COUNTERS`].
 pub const SLOT_SHARED_INDEX: usize = 4;
 
+/// Global rules: the rate-limit service answered OK.
+pub const GLOBAL_OK: &str = "global_ok";
+/// Global rules: the service answered OVER_LIMIT (counted in shadow mode
+/// too).
+pub const GLOBAL_OVER_LIMIT: &str = "global_over_limit";
+/// Global rules: the service failed (timeout, gRPC error, garbage, unknown
+/// cluster) and `failure_mode` decided.
+pub const GLOBAL_ERROR: &str = "global_error";
+/// Global rules: the service failed and the rule's local fallback bucket
+/// decided (its own `allowed`/`limited` counters say how).
+pub const GLOBAL_FALLBACK: &str = "global_fallback";
+
+/// Every global-rule counter suffix, in definition order.
+pub const GLOBAL_COUNTERS: [&str; 4] =
+    [GLOBAL_OK, GLOBAL_OVER_LIMIT, GLOBAL_ERROR, GLOBAL_FALLBACK];
+
+/// Position in [`GLOBAL_COUNTERS`] of the counter a global rule's answer
+/// bumps.
+pub fn global_counter(resolution: crate::global::RuleResolution) -> usize {
+    use crate::global::RuleResolution;
+    match resolution {
+        RuleResolution::Ok => 0,
+        RuleResolution::OverLimit => 1,
+        RuleResolution::Error => 2,
+        RuleResolution::Fallback => 3,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -51,26 +51,22 @@ pub fn add_to_linker(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                 let token = {
                     let shared = shared_of(&caller);
                     let mut shared = borrow(&shared)?;
+                    let record = CalloutRecord {
+                        filter: caller.data().filter.name.clone(),
+                        cluster,
+                        headers: metadata,
+                        body: message,
+                        grpc_method: format!("{service}/{method}"),
+                        timeout_ms,
+                    };
                     let token = schedule(
                         &mut caller,
                         &mut shared,
                         CalloutKind::GrpcCall,
-                        &cluster,
+                        &record,
                         timeout_ms,
                     )?;
-                    let filter = caller.data().filter.name.clone();
-                    let grpc_method = format!("{service}/{method}");
-                    crate::shared::keep_recent(
-                        &mut shared.callouts,
-                        CalloutRecord {
-                            filter,
-                            cluster,
-                            headers: metadata,
-                            body: message,
-                            grpc_method,
-                            timeout_ms,
-                        },
-                    );
+                    crate::shared::keep_recent(&mut shared.callouts, record);
                     token
                 };
                 memory::write_u32(&mut caller, token_ptr, token)

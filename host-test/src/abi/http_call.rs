@@ -21,14 +21,20 @@ pub fn schedule(
     caller: &mut Caller<'_, VmState>,
     shared: &mut Shared,
     kind: CalloutKind,
-    cluster: &str,
+    record: &CalloutRecord,
     timeout_ms: u32,
 ) -> HostResult<u32> {
-    let mock = shared
-        .clusters
-        .get(cluster)
-        .cloned()
-        .ok_or(Status::BadArgument)?;
+    let cluster = record.cluster.as_str();
+    let mock = match shared.responders.0.get_mut(cluster) {
+        Some(responder) => responder(record),
+        // Envoy: an unknown cluster is BadArgument for an HTTP call and
+        // ParseFailure for a gRPC call (its grpcCall first tries to read the
+        // name as a serialised GrpcService).
+        None => shared.clusters.get(cluster).cloned().ok_or(match kind {
+            CalloutKind::Http => Status::BadArgument,
+            _ => Status::ParseFailure,
+        })?,
+    };
     let now = shared.clock.now_ns;
     let timeout_ns = u64::from(timeout_ms) * 1_000_000;
     let delay_ns = u64::try_from(mock.delay.as_nanos()).unwrap_or(u64::MAX);
@@ -96,25 +102,22 @@ pub fn add_to_linker(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                 let token = {
                     let shared = shared_of(&caller);
                     let mut shared = borrow(&shared)?;
+                    let record = CalloutRecord {
+                        filter: caller.data().filter.name.clone(),
+                        cluster,
+                        headers,
+                        body,
+                        grpc_method: String::new(),
+                        timeout_ms,
+                    };
                     let token = schedule(
                         &mut caller,
                         &mut shared,
                         CalloutKind::Http,
-                        &cluster,
+                        &record,
                         timeout_ms,
                     )?;
-                    let filter = caller.data().filter.name.clone();
-                    crate::shared::keep_recent(
-                        &mut shared.callouts,
-                        CalloutRecord {
-                            filter,
-                            cluster,
-                            headers,
-                            body,
-                            grpc_method: String::new(),
-                            timeout_ms,
-                        },
-                    );
+                    crate::shared::keep_recent(&mut shared.callouts, record);
                     token
                 };
                 memory::write_u32(&mut caller, token_ptr, token)
