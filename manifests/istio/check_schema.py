@@ -42,6 +42,7 @@ for path in glob.glob(os.path.join(CRD_DIR, "*.yaml")):
             version["schema"]["openAPIV3Schema"]["properties"]["spec"])
 
 failed = 0
+skipped = 0
 for path in sorted(glob.glob(os.path.join(HERE, "**", "*.yaml"), recursive=True)):
     for doc in yaml.safe_load_all(open(path)):
         if not isinstance(doc, dict) or "apiVersion" not in doc or "spec" not in doc:
@@ -49,8 +50,12 @@ for path in sorted(glob.glob(os.path.join(HERE, "**", "*.yaml"), recursive=True)
         key = (doc["apiVersion"], doc["kind"])
         name = f"{os.path.basename(path)}: {doc['kind']} {doc['metadata']['name']}"
         if key not in schemas:
-            print(f"FAIL {name}: no CRD schema for {key}")
-            failed += 1
+            # Kubernetes' own kinds (Deployment) have no CRD, and CRD_DIR
+            # may lack an Istio kind (ServiceEntry here): say so, do not
+            # pretend it was checked. tests/e2e/tests/manifests.rs checks
+            # the fields the filters depend on.
+            print(f"skip {name}: no CRD schema for {key} in {CRD_DIR}")
+            skipped += 1
             continue
         errors = list(jsonschema.Draft7Validator(schemas[key]).iter_errors(doc["spec"]))
         for error in errors:
@@ -58,4 +63,5 @@ for path in sorted(glob.glob(os.path.join(HERE, "**", "*.yaml"), recursive=True)
         failed += bool(errors)
         if not errors:
             print(f"ok   {name} against {key[0]}")
+print(f"{failed} failed, {skipped} skipped (no schema)")
 sys.exit(1 if failed else 0)

@@ -202,3 +202,49 @@ fn rendered_manifests_pin_each_images_manifest_digest() {
     }
     let _ = fs::remove_dir_all(&scratch);
 }
+
+/// The global-mode example (manifests/istio/ratelimit): a valid WasmPlugin
+/// whose pluginConfig the filter accepts, and whose global rule names the
+/// cluster Istio builds from the ServiceEntry beside it, which must be a
+/// gRPC (HTTP/2) port.
+#[test]
+fn the_global_rate_limit_example_names_its_serviceentry_cluster() {
+    let dir = paths::repo_root().join("manifests/istio/ratelimit");
+    let load = |file: &str| -> Value {
+        serde_yaml_ng::from_str(&fs::read_to_string(dir.join(file)).unwrap()).unwrap()
+    };
+    let plugin = load("rate-limit-global.yaml");
+    let violations = wasmplugin_rule_violations(&plugin);
+    assert!(violations.is_empty(), "{violations:#?}");
+    let config = rate_limit::config::validate(&plugin_config_json(&plugin)).unwrap();
+    assert_eq!(config.global.len(), 1);
+    let global = &config.global[0].global;
+    assert!(global.local_fallback);
+
+    let entry = load("serviceentry.yaml");
+    assert_eq!(entry["apiVersion"].as_str(), Some("networking.istio.io/v1"));
+    assert_eq!(entry["kind"].as_str(), Some("ServiceEntry"));
+    let spec = &entry["spec"];
+    let host = spec["hosts"][0].as_str().unwrap();
+    let port = &spec["ports"][0];
+    assert!(
+        matches!(port["protocol"].as_str(), Some("GRPC" | "HTTP2")),
+        "a gRPC callout needs an HTTP/2 cluster"
+    );
+    assert!(matches!(
+        spec["resolution"].as_str(),
+        Some("NONE" | "STATIC" | "DNS" | "DNS_ROUND_ROBIN")
+    ));
+    assert!(matches!(
+        spec["location"].as_str(),
+        Some("MESH_EXTERNAL" | "MESH_INTERNAL")
+    ));
+    assert_eq!(
+        global.cluster,
+        format!("outbound|{}||{host}", port["number"].as_u64().unwrap())
+    );
+    assert_eq!(
+        plugin["metadata"]["namespace"], entry["metadata"]["namespace"],
+        "the ServiceEntry must be visible to the plugin's workloads"
+    );
+}
