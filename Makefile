@@ -24,7 +24,7 @@ ENVOY_VERSION := 1.40.0
 VENV          := .tools/venv
 ENVOY         := $(VENV)/bin/envoy
 
-.PHONY: all build fixtures host-test envoy oci oci-tools push e2e test demo up soak fuzz bench bench-envoy fmt fmt-check lint clean
+.PHONY: all build fixtures host-test envoy oci oci-tools redis ratelimit-service push e2e test demo up soak fuzz bench bench-envoy fmt fmt-check lint clean
 
 all: build
 
@@ -69,6 +69,18 @@ oci-tools:
 	@command -v docker-registry >/dev/null && command -v skopeo >/dev/null || \
 		(apt-get update && apt-get install -y docker-registry skopeo)
 
+## redis: Debian's redis-server, the store of the mesh-wide rate-limit tests
+## (each test starts its own on a free loopback port; only if missing)
+redis:
+	@command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
+
+## ratelimit-service: the test rate-limit service (Envoy's RLS protocol on
+## Limitador and Redis, tests/ratelimit-service) as dist/bin/ratelimit-service
+ratelimit-service:
+	$(CARGO) build -p ratelimit-service
+	@mkdir -p dist/bin
+	@cp $(TARGET_DIR)/debug/ratelimit-service dist/bin/ratelimit-service
+
 ## oci: every filter as an OCI image layout in Istio's Wasm format, in
 ## dist/oci/<name>, and the WasmPlugins pinned to their manifest digests in
 ## dist/manifests/<name>.yaml
@@ -85,12 +97,12 @@ push: oci
 	$(CARGO) run -q -p xtask -- push dist/oci $(REGISTRY) $(if $(PLAIN_HTTP),--plain-http)
 
 ## e2e: the real-Envoy tests and the OCI push test (tests/e2e)
-e2e: build fixtures envoy oci-tools
+e2e: build fixtures envoy oci-tools redis ratelimit-service
 	$(CARGO) test -p e2e
 
 ## test: builds what the tests load, then runs every test in the workspace
 ## (the e2e crate is a member, so this includes the real-Envoy tests)
-test: build fixtures envoy oci-tools
+test: build fixtures envoy oci-tools redis ratelimit-service
 	$(CARGO) test --workspace
 	$(MAKE) --no-print-directory scenarios
 
