@@ -47,6 +47,31 @@
 //!   The bench checks that the chains answer with the same security headers
 //!   and canary header, and that both JWT filters refuse a request without
 //!   a token, before it measures.
+//! - `global-baseline`, `global-wasm`, `global-native` (issue #11): mesh-wide
+//!   rate limiting through the workspace's rate-limit service
+//!   (`dist/bin/ratelimit-service`, from `make ratelimit-service`) on a
+//!   throwaway Redis, both started once for the whole bench (and only when
+//!   one of these is selected), with a limit of 10^9 per minute per `user`
+//!   so nothing is ever denied. `global-wasm` is the rate-limit filter with
+//!   one global rule (descriptor `[[user = x-user]]`), `global-native` is
+//!   Envoy's `envoy.filters.http.ratelimit` with the route-level
+//!   `request_headers` action giving the same descriptor: one
+//!   `ShouldRateLimit` call per request each. The native filter skips a
+//!   `direct_response` route (it has no route entry), so these three use a
+//!   proxied route instead, answered before the router by the native fault
+//!   filter's 200 abort (no upstream); `global-baseline` is that route and
+//!   fault filter alone, and the summary compares the two limiters' CPU
+//!   over it (the issue's goal: Wasm at most 1.2x native). The RPC's p99 is
+//!   Envoy's own `cluster.ratelimit.upstream_rq_time` histogram (whole
+//!   milliseconds, Envoy's unit for it, so 0 means every call took under
+//!   1 ms; the added client latency over the baseline is the finer figure),
+//!   read from the admin API after the run; the service's and Redis's CPU per request is shown beside it and
+//!   kept out of the `other load` figure. The service and Redis are spawned
+//!   after the bench pins itself, so they share Envoy's CPU: the RPC round
+//!   trip then costs no cross-CPU wake-up (see below), and their CPU is not
+//!   in Envoy's figure either way. The bench checks before it measures that
+//!   both limiters call the service once per request and that the
+//!   service's remaining count drops by one per request.
 //!
 //! Load: one keep-alive HTTP/1.1 connection from this process, one request in
 //! flight, for `--seconds` (default 3) or `--max-requests`, whichever comes
@@ -80,7 +105,8 @@
 //! not in the headline, which counts Envoy's CPU only.
 //!
 //! Usage: `cargo bench -p e2e --bench envoy-bench -- [--rounds N] [--seconds S]
-//! [--warmup N] [--max-requests N] [--no-pin] [--only id,id,...]`
+//! [--warmup N] [--max-requests N] [--no-pin] [--service-cpu N] [--only id,id,...]`
+//! (`--service-cpu`: move the global cases' service and Redis to CPU N)
 //! (`make bench-envoy` runs them all).
 
 use std::collections::BTreeMap;
@@ -90,6 +116,7 @@ use std::time::{Duration, Instant};
 
 use e2e::chain::Idp;
 use e2e::envoy::kill_envoys_on_panic;
+use e2e::global::{self, FailureMode, GlobalRule, RateLimitService, Redis};
 use e2e::{paths, Bootstrap, Envoy, EnvoyOptions, HttpFilter, Route};
 use security_headers::profiles::{OWASP_ADD, OWASP_REMOVE};
 
@@ -138,6 +165,21 @@ const CHAIN: [(&str, &str); 3] = [
 /// split (FNV-1a 64 + fmix64, point 63 of 100: `v1`'s range is `[0, 80)`).
 const CANARY_ROUTER_VERSION: &str = "v1";
 
+/// The global cases' limit per `x-user` and minute: never reached in a run.
+const GLOBAL_LIMIT: u64 = 1_000_000_000;
+/// The global cases' gRPC deadline, both limiters: generous, because
+/// `failure_mode: deny` turns a missed deadline into a 500 that stops the
+/// bench rather than into an unmeasured, unlimited request.
+const GLOBAL_TIMEOUT: Duration = Duration::from_secs(1);
+/// The cluster the global cases' route names; the fault filter answers
+/// before the router, so nothing ever connects to it.
+const UNUSED_CLUSTER: &str = "unused";
+/// The global cases' rule name (Wasm).
+const GLOBAL_RULE: &str = "per_client";
+
+/// The rate-limit service's address once [`start_global`] ran.
+static GLOBAL_SERVICE: OnceLock<std::net::SocketAddr> = OnceLock::new();
+
 /// Above this much other CPU (% of one core) during a run, the summary warns.
 const NOISY_LOAD_PCT: f64 = 10.0;
 
@@ -184,6 +226,59 @@ fn jwt_config() -> serde_json::Value {
     })
 }
 
+/// Native `envoy.filters.http.fault` aborting every request with 200: a
+/// local answer after the rate limiters on a route that has a route entry
+/// (which the native ratelimit filter needs and `direct_response` lacks).
+fn fault_abort_200() -> HttpFilter {
+    HttpFilter::Raw(serde_json::json!({
+        "name": "envoy.filters.http.fault",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
+            "abort": {"http_status": 200,
+                      "percentage": {"numerator": 100, "denominator": "HUNDRED"}},
+        },
+    }))
+}
+
+/// Redis and the rate-limit service for the global cases, with their
+/// limits file; all removed on drop.
+struct GlobalService {
+    redis: Redis,
+    service: RateLimitService,
+    limits: std::path::PathBuf,
+}
+
+impl Drop for GlobalService {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.limits);
+    }
+}
+
+/// Starts Redis and the service on a limits file of [`GLOBAL_LIMIT`] per
+/// minute per `user` in domain `mesh` (Limitador's format, as the
+/// service's sample `mesh.yaml`), and records the service's address.
+fn start_global() -> Result<GlobalService, String> {
+    let limits =
+        std::env::temp_dir().join(format!("envoy-bench-limits-{}.yaml", std::process::id()));
+    let text = format!(
+        "- namespace: {}\n  name: bench-per-user\n  max_value: {GLOBAL_LIMIT}\n  seconds: 60\n  \
+         conditions: []\n  variables:\n    - descriptors[0].{}\n",
+        global::DOMAIN,
+        global::USER_KEY
+    );
+    std::fs::write(&limits, text).map_err(|e| format!("{}: {e}", limits.display()))?;
+    let redis = Redis::start();
+    let service = RateLimitService::start(&limits, &redis);
+    GLOBAL_SERVICE
+        .set(service.addr())
+        .map_err(|_| "the rate-limit service was started twice")?;
+    Ok(GlobalService {
+        redis,
+        service,
+        limits,
+    })
+}
+
 fn native_jwt_authn() -> HttpFilter {
     let mut config = jwt_config();
     if let Some(object) = config.as_object_mut() {
@@ -205,6 +300,9 @@ struct Settings {
     max_requests: usize,
     /// CPU that Envoy and the client share, or `None` to let them float.
     pin: Option<usize>,
+    /// `--service-cpu`: the CPU the rate-limit service and Redis are moved
+    /// to (all their threads), or `None` to leave them on the bench's CPU.
+    service_cpu: Option<usize>,
     /// The configurations to run, in [`CASES`] order.
     cases: Vec<Case>,
 }
@@ -224,9 +322,12 @@ enum Case {
     WasmChain,
     Bundle,
     NativeChain,
+    GlobalBaseline,
+    GlobalWasm,
+    GlobalNative,
 }
 
-const CASES: [Case; 13] = [
+const CASES: [Case; 16] = [
     Case::None,
     Case::Noop,
     Case::SecurityHeaders,
@@ -240,6 +341,9 @@ const CASES: [Case; 13] = [
     Case::WasmChain,
     Case::Bundle,
     Case::NativeChain,
+    Case::GlobalBaseline,
+    Case::GlobalWasm,
+    Case::GlobalNative,
 ];
 
 impl Case {
@@ -258,6 +362,9 @@ impl Case {
             Case::WasmChain => "5 filters, separate (Wasm)",
             Case::Bundle => "5 filters, bundle (Wasm)",
             Case::NativeChain => "jwt_authn + local_ratelimit + header_mutation (native)",
+            Case::GlobalBaseline => "proxied route + fault abort 200 (global baseline)",
+            Case::GlobalWasm => "rate-limit global, RLS over gRPC (Wasm)",
+            Case::GlobalNative => "ratelimit, RLS over gRPC (native)",
         }
     }
 
@@ -277,6 +384,9 @@ impl Case {
             Case::WasmChain => "wasm-chain",
             Case::Bundle => "bundle",
             Case::NativeChain => "native-chain",
+            Case::GlobalBaseline => "global-baseline",
+            Case::GlobalWasm => "global-wasm",
+            Case::GlobalNative => "global-native",
         }
     }
 
@@ -291,6 +401,15 @@ impl Case {
                 | Case::JwtAuth
                 | Case::WasmChain
                 | Case::Bundle
+                | Case::GlobalWasm
+        )
+    }
+
+    /// The cases that need the rate-limit service and Redis.
+    fn is_global(self) -> bool {
+        matches!(
+            self,
+            Case::GlobalBaseline | Case::GlobalWasm | Case::GlobalNative
         )
     }
 
@@ -378,7 +497,47 @@ impl Case {
                 &jwt_config().to_string(),
             )),
             Case::JwtAuthn => base.filter(native_jwt_authn()),
+            Case::GlobalBaseline | Case::GlobalWasm | Case::GlobalNative => self.global_bootstrap(),
         }
+    }
+
+    /// The global cases: the limiter (none for the baseline), the fault
+    /// filter answering 200, a proxied route carrying the native filter's
+    /// `rate_limits`, and the service's HTTP/2 cluster. Stats are flushed
+    /// only on admin requests, so no flush runs during a measurement.
+    fn global_bootstrap(self) -> Bootstrap {
+        // `main` starts the service before any global case runs; were it
+        // missing, the discard port makes every call fail, and the global
+        // check before measuring reports the 500s.
+        let service = GLOBAL_SERVICE
+            .get()
+            .copied()
+            .unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 9)));
+        let limiter = match self {
+            Case::GlobalWasm => Some(global::wasm_filter(&[GlobalRule {
+                timeout: GLOBAL_TIMEOUT,
+                failure_mode: FailureMode::Deny,
+                ..GlobalRule::new(GLOBAL_RULE)
+            }])),
+            Case::GlobalNative => Some(global::native_filter(GLOBAL_TIMEOUT, FailureMode::Deny)),
+            _ => None,
+        };
+        let base = match limiter {
+            Some(filter) => Bootstrap::new().filter(filter),
+            None => Bootstrap::new(),
+        };
+        base.filter(fault_abort_200())
+            .rate_limited_route(
+                "/",
+                Route::Cluster(UNUSED_CLUSTER.into()),
+                global::native_route_rate_limits(),
+            )
+            .cluster(
+                UNUSED_CLUSTER,
+                std::net::SocketAddr::from(([127, 0, 0, 1], 9)),
+            )
+            .grpc_cluster(global::CLUSTER, service)
+            .stats_flush_on_admin()
     }
 
     /// The native local_ratelimit filter of [`Case::LocalRateLimit`].
@@ -413,9 +572,16 @@ struct Run {
     p50_us: f64,
     p99_us: f64,
     rps: f64,
-    /// CPU used by everything but Envoy and this client during the run, in %
-    /// of one core: other work on a 2-core machine skews the figures.
+    /// CPU used by everything but Envoy, this client and (global cases)
+    /// the rate-limit service and Redis during the run, in % of one core:
+    /// other work on a 2-core machine skews the figures.
     other_load_pct: f64,
+    /// Global cases: p99 of Envoy's `cluster.ratelimit.upstream_rq_time`
+    /// (ms, cumulative over the Envoy's life: warm-up and run). NaN otherwise.
+    rpc_p99_ms: f64,
+    /// Global cases: the service's and Redis's CPU per request (µs). NaN
+    /// otherwise.
+    service_us_per_req: f64,
 }
 
 fn main() -> ExitCode {
@@ -434,7 +600,27 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // After pinning: the service and Redis inherit this thread's CPU.
+    let global_service = if settings.cases.iter().any(|case| case.is_global()) {
+        match start_global().and_then(|service| {
+            if let Some(cpu) = settings.service_cpu {
+                for pid in [service.service.pid(), service.redis.pid()] {
+                    pin_process(pid, cpu)?;
+                }
+            }
+            Ok(service)
+        }) {
+            Ok(service) => Some(service),
+            Err(e) => {
+                eprintln!("envoy-bench: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     if let Err(e) = check_header_parity(&settings)
+        .and_then(|()| check_global(&settings))
         .and_then(|()| check_rate_limiting(&settings))
         .and_then(|()| check_canary_routing(&settings))
         .and_then(|()| check_chain_parity(&settings))
@@ -459,7 +645,7 @@ fn main() -> ExitCode {
     let mut runs: BTreeMap<Case, Vec<Run>> = BTreeMap::new();
     for round in 1..=settings.rounds {
         for &case in &settings.cases {
-            let run = match measure(case, &settings, tick_hz) {
+            let run = match measure(case, &settings, tick_hz, global_service.as_ref()) {
                 Ok(run) => run,
                 Err(e) => {
                     eprintln!("envoy-bench: {}: {e}", case.name());
@@ -467,7 +653,7 @@ fn main() -> ExitCode {
                 }
             };
             println!(
-                "round {round} {:<26} {:>7} req  {:>6.1} us CPU/req  worker {:>6.1}  p50 {:>6.1} us  p99 {:>6.1} us  {:>7.0} req/s  other load {:>4.0}%",
+                "round {round} {:<26} {:>7} req  {:>6.1} us CPU/req  worker {:>6.1}  p50 {:>6.1} us  p99 {:>6.1} us  {:>7.0} req/s  other load {:>4.0}%{}",
                 case.name(),
                 run.requests,
                 run.cpu_us_per_req,
@@ -475,12 +661,21 @@ fn main() -> ExitCode {
                 run.p50_us,
                 run.p99_us,
                 run.rps,
-                run.other_load_pct
+                run.other_load_pct,
+                if case.is_global() && case != Case::GlobalBaseline {
+                    format!(
+                        "  RPC p99 (Envoy, whole ms) {:.1} ms  service+redis {:.1} us/req",
+                        run.rpc_p99_ms, run.service_us_per_req
+                    )
+                } else {
+                    String::new()
+                }
             );
             runs.entry(case).or_default().push(run);
         }
     }
     print_summary(&settings.cases, &runs);
+    drop(global_service);
     ExitCode::SUCCESS
 }
 
@@ -491,6 +686,7 @@ fn parse_args() -> Result<Settings, String> {
         warmup: 2000,
         max_requests: 500_000,
         pin: Some(0),
+        service_cpu: None,
         cases: CASES.to_vec(),
     };
     let mut args = std::env::args().skip(1);
@@ -511,6 +707,7 @@ fn parse_args() -> Result<Settings, String> {
             "--warmup" => settings.warmup = value.parse().map_err(|e| bad(&e))?,
             "--max-requests" => settings.max_requests = value.parse().map_err(|e| bad(&e))?,
             "--only" => settings.cases = parse_only(&value)?,
+            "--service-cpu" => settings.service_cpu = Some(value.parse().map_err(|e| bad(&e))?),
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -545,6 +742,20 @@ fn options(settings: &Settings) -> EnvoyOptions {
         concurrency: 1,
         log_level: "warning".into(),
         cpu: settings.pin,
+    }
+}
+
+/// Moves every thread of process `pid` to `cpu` (`taskset -a`).
+fn pin_process(pid: u32, cpu: usize) -> Result<(), String> {
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("taskset (util-linux): {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("taskset -a -p -c {cpu} {pid}: {status}"))
     }
 }
 
@@ -604,6 +815,90 @@ fn check_header_parity(settings: &Settings) -> Result<(), String> {
             "security-headers and header_mutation differ: {seen:?}"
         )),
     }
+}
+
+/// The global cases must do what they claim: every request answered 200,
+/// one `ShouldRateLimit` call per request for the two limiters (none for the
+/// baseline), and the service's remaining count for this client one lower
+/// on the second request (the descriptor really hits the 10^9 limit, not an
+/// unmatched descriptor that is never counted).
+fn check_global(settings: &Settings) -> Result<(), String> {
+    let rpc_stat = format!("cluster.{}.upstream_rq_total", global::CLUSTER);
+    for case in [Case::GlobalBaseline, Case::GlobalWasm, Case::GlobalNative] {
+        if !settings.cases.contains(&case) {
+            continue;
+        }
+        let envoy = Envoy::start_with(&case.bootstrap(), &options(settings));
+        let mut conn = envoy.connect();
+        let mut remaining = Vec::new();
+        for _ in 0..2 {
+            let response = conn.send_raw(request(), false).map_err(|e| e.to_string())?;
+            if response.status != 200 {
+                return Err(format!(
+                    "{}: status {}: {}",
+                    case.name(),
+                    response.status,
+                    response.text()
+                ));
+            }
+            // Wasm: `"per_client";r=<remaining>;t=<s>`; native: a number.
+            let (limit, left) = match case {
+                Case::GlobalWasm => ("ratelimit-policy", "ratelimit"),
+                _ => ("x-ratelimit-limit", "x-ratelimit-remaining"),
+            };
+            if case == Case::GlobalBaseline {
+                continue;
+            }
+            let limit_value = response.header(limit).unwrap_or_default();
+            if !limit_value.contains(&GLOBAL_LIMIT.to_string()) {
+                return Err(format!(
+                    "{}: {limit}: {limit_value:?}, want the service's limit {GLOBAL_LIMIT}",
+                    case.name()
+                ));
+            }
+            let left_value = response.header(left).unwrap_or_default();
+            let count: u64 = left_value
+                .split(';')
+                .find_map(|part| part.strip_prefix("r="))
+                .unwrap_or(left_value)
+                .parse()
+                .map_err(|e| format!("{}: {left}: {left_value:?}: {e}", case.name()))?;
+            remaining.push(count);
+        }
+        if let [first, second] = remaining.as_slice() {
+            if second + 1 != *first {
+                return Err(format!(
+                    "{}: remaining {first} then {second}: the service did not count",
+                    case.name()
+                ));
+            }
+        }
+        let want_calls = if case == Case::GlobalBaseline { 0 } else { 2 };
+        let calls = counter_value(&envoy, &rpc_stat);
+        if calls != want_calls {
+            return Err(format!(
+                "{}: {rpc_stat} = {calls}, want {want_calls}",
+                case.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A counter from `/stats?filter=` (0 when absent).
+fn counter_value(envoy: &Envoy, name: &str) -> u64 {
+    envoy
+        .admin_get(&format!("/stats?filter=^{name}$"))
+        .text()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(": ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
 }
 
 /// Both rate limiters must really charge the per-client bucket (not, say, an
@@ -765,7 +1060,12 @@ fn check_canary_routing(settings: &Settings) -> Result<(), String> {
     Ok(())
 }
 
-fn measure(case: Case, settings: &Settings, tick_hz: f64) -> Result<Run, String> {
+fn measure(
+    case: Case,
+    settings: &Settings,
+    tick_hz: f64,
+    global_service: Option<&GlobalService>,
+) -> Result<Run, String> {
     let envoy = Envoy::start_with(&case.bootstrap(), &options(settings));
     let pid = envoy.pid();
     // Guard against measuring the wrong thing: the Wasm cases must have live
@@ -782,6 +1082,13 @@ fn measure(case: Case, settings: &Settings, tick_hz: f64) -> Result<Run, String>
         }
     }
     let worker = worker_tid(pid).ok_or("no wrk:worker_0 thread")?;
+    // The service and Redis work for the global cases' requests: their CPU
+    // is reported apart and kept out of `other load`.
+    let helpers: Vec<u32> = match global_service {
+        Some(g) if case.is_global() => vec![g.service.pid(), g.redis.pid()],
+        _ => Vec::new(),
+    };
+    let helpers_before = helpers_ticks(&helpers)?;
     let machine_before = machine_busy_ticks()?;
     let self_before = cpu_ticks("/proc/self/stat")?;
     let cpu_before = cpu_ticks(&format!("/proc/{pid}/stat"))?;
@@ -802,9 +1109,16 @@ fn measure(case: Case, settings: &Settings, tick_hz: f64) -> Result<Run, String>
     let worker_after = cpu_ticks(&format!("/proc/{pid}/task/{worker}/stat"))?;
     let self_after = cpu_ticks("/proc/self/stat")?;
     let machine_after = machine_busy_ticks()?;
+    let helpers_used = helpers_ticks(&helpers)?.saturating_sub(helpers_before);
     let others = machine_after.saturating_sub(machine_before) as f64
         - cpu_after.saturating_sub(cpu_before) as f64
-        - self_after.saturating_sub(self_before) as f64;
+        - self_after.saturating_sub(self_before) as f64
+        - helpers_used as f64;
+    let rpc_p99_ms = if case.is_global() && case != Case::GlobalBaseline {
+        rpc_p99_ms(&envoy)?
+    } else {
+        f64::NAN
+    };
     drop(conn);
     drop(envoy);
 
@@ -819,7 +1133,68 @@ fn measure(case: Case, settings: &Settings, tick_hz: f64) -> Result<Run, String>
         p99_us: percentile(&latencies_ns, 0.99) / 1e3,
         rps: requests as f64 / elapsed,
         other_load_pct: (others.max(0.0) / tick_hz / elapsed) * 100.0,
+        rpc_p99_ms,
+        service_us_per_req: if helpers.is_empty() {
+            f64::NAN
+        } else {
+            per_req(helpers_used)
+        },
     })
+}
+
+/// utime + stime of these processes, summed.
+fn helpers_ticks(pids: &[u32]) -> Result<u64, String> {
+    pids.iter()
+        .map(|pid| cpu_ticks(&format!("/proc/{pid}/stat")))
+        .sum()
+}
+
+/// The p99 of `cluster.ratelimit.upstream_rq_time` (ms), cumulative. With
+/// `stats_flush_on_admin`, a `/stats` request starts the histogram merge
+/// and a later one sees its result, hence the poll.
+fn rpc_p99_ms(envoy: &Envoy) -> Result<f64, String> {
+    let name = format!("cluster.{}.upstream_rq_time", global::CLUSTER);
+    let path = format!("/stats?format=json&filter=^{name}$");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let json = envoy.admin_get(&path).json();
+        let p99 = histogram_quantile(&json, &name, 99.0);
+        match p99 {
+            Some(value) => return Ok(value),
+            None if Instant::now() > deadline => {
+                return Err(format!("no p99 of {name} in the admin stats: {json}"))
+            }
+            None => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// The cumulative value at `quantile` (percent) of histogram `name` in a
+/// `/stats?format=json` answer: `{"stats": [.., {"histograms":
+/// {"supported_quantiles": [..], "computed_quantiles": [{"name", "values":
+/// [{"interval", "cumulative"}]}]}}]}`; `None` before the first merge
+/// (Envoy leaves `cumulative` out while the histogram has no samples).
+fn histogram_quantile(json: &serde_json::Value, name: &str, quantile: f64) -> Option<f64> {
+    let histograms = json
+        .get("stats")?
+        .as_array()?
+        .iter()
+        .find_map(|stat| stat.get("histograms"))?;
+    let index = histograms
+        .get("supported_quantiles")?
+        .as_array()?
+        .iter()
+        .position(|q| q.as_f64().is_some_and(|q| (q - quantile).abs() < 1e-9))?;
+    histograms
+        .get("computed_quantiles")?
+        .as_array()?
+        .iter()
+        .find(|h| h.get("name").and_then(|n| n.as_str()) == Some(name))?
+        .get("values")?
+        .as_array()?
+        .get(index)?
+        .get("cumulative")?
+        .as_f64()
 }
 
 /// Envoy's `wasm.envoy.wasm.runtime.v8.active` gauge (0 when absent).
@@ -1038,12 +1413,16 @@ fn print_summary(cases: &[Case], runs: &BTreeMap<Case, Vec<Run>>) {
             "p50_us": med(case, |r| r.p50_us),
             "p99_us": med(case, |r| r.p99_us),
             "requests_per_second": med(case, |r| r.rps),
+            "rpc_p99_ms": finite(med(case, |r| r.rpc_p99_ms)),
+            "service_cpu_us_per_request": finite(med(case, |r| r.service_us_per_req)),
             "rounds": runs.get(&case).map(|rs| rs.iter().map(|r| serde_json::json!({
                 "requests": r.requests,
                 "envoy_cpu_us_per_request": r.cpu_us_per_req,
                 "p50_us": r.p50_us,
                 "p99_us": r.p99_us,
                 "other_load_pct": r.other_load_pct,
+                "rpc_p99_ms": finite(r.rpc_p99_ms),
+                "service_cpu_us_per_request": finite(r.service_us_per_req),
             })).collect::<Vec<_>>()),
         }));
     }
@@ -1118,4 +1497,41 @@ fn print_summary(cases: &[Case], runs: &BTreeMap<Case, Vec<Run>>) {
             added(Case::RateLimit)
         );
     }
+    if has(&[Case::GlobalBaseline, Case::GlobalWasm, Case::GlobalNative]) {
+        let over = |case| cpu(case) - cpu(Case::GlobalBaseline);
+        let p = |case, f: fn(&Run) -> f64| med(case, f) - med(Case::GlobalBaseline, f);
+        println!(
+            "global: rate-limit (Wasm) over the baseline {:.1} µs, ratelimit (native) {:.1} µs: \
+             ratio {:.2}x (goal <= 1.2x); added latency p50/p99 Wasm {:+.0}/{:+.0} µs, native \
+             {:+.0}/{:+.0} µs; RPC p99 (Envoy's upstream_rq_time) Wasm {:.0} ms, native {:.0} ms; \
+             service+Redis CPU/req Wasm {:.1} µs, native {:.1} µs",
+            over(Case::GlobalWasm),
+            over(Case::GlobalNative),
+            over(Case::GlobalWasm) / over(Case::GlobalNative),
+            p(Case::GlobalWasm, |r| r.p50_us),
+            p(Case::GlobalWasm, |r| r.p99_us),
+            p(Case::GlobalNative, |r| r.p50_us),
+            p(Case::GlobalNative, |r| r.p99_us),
+            med(Case::GlobalWasm, |r| r.rpc_p99_ms),
+            med(Case::GlobalNative, |r| r.rpc_p99_ms),
+            med(Case::GlobalWasm, |r| r.service_us_per_req),
+            med(Case::GlobalNative, |r| r.service_us_per_req),
+        );
+    } else if has(&[Case::None, Case::GlobalWasm, Case::GlobalNative]) {
+        println!(
+            "global: rate-limit (Wasm) added vs none {:.1} µs, ratelimit (native) {:.1} µs: \
+             ratio {:.2}x (goal <= 1.2x; both include the proxied route and fault filter: \
+             add global-baseline to take them out); RPC p99 Wasm {:.0} ms, native {:.0} ms",
+            added(Case::GlobalWasm),
+            added(Case::GlobalNative),
+            added(Case::GlobalWasm) / added(Case::GlobalNative),
+            med(Case::GlobalWasm, |r| r.rpc_p99_ms),
+            med(Case::GlobalNative, |r| r.rpc_p99_ms),
+        );
+    }
+}
+
+/// `Some(v)` for a finite figure, `None` (JSON `null`) for NaN.
+fn finite(value: f64) -> Option<f64> {
+    value.is_finite().then_some(value)
 }

@@ -1,6 +1,7 @@
 //! Envoy bootstrap generation: one plain-HTTP loopback listener →
 //! `http_connection_manager` → the given HTTP filters → router → either the
-//! echo upstream cluster or a `direct_response`, plus optional stats settings.
+//! echo upstream cluster or a `direct_response`, plus optional stats settings
+//! and HTTP/2 clusters for gRPC services (the rate-limit service).
 //!
 //! Addresses use port 0: Envoy binds free ports itself and the launcher reads
 //! them back from the admin API, so parallel tests never race for a port.
@@ -201,8 +202,10 @@ pub struct Bootstrap {
     filters: Vec<HttpFilter>,
     routes: Vec<RouteEntry>,
     clusters: Vec<(String, SocketAddr)>,
+    grpc_clusters: Vec<(String, SocketAddr)>,
     stats_config: Option<Value>,
     stats_flush_interval: Option<Duration>,
+    stats_flush_on_admin: bool,
     exact_balance: bool,
 }
 
@@ -224,6 +227,29 @@ impl Bootstrap {
             prefix: prefix.to_owned(),
             header: None,
             route,
+            rate_limits: None,
+        });
+        self
+    }
+
+    /// Adds a route for paths starting with `prefix` whose `RouteAction`
+    /// carries `rate_limits` (a JSON list of Envoy's `config.route.v3.RateLimit`),
+    /// which Envoy's native `envoy.filters.http.ratelimit` turns into
+    /// descriptors.
+    ///
+    /// # Panics
+    ///
+    /// If `route` is a [`Route::Direct`]: a `direct_response` route has no
+    /// `RouteAction`, and the native filter skips requests on it.
+    pub fn rate_limited_route(mut self, prefix: &str, route: Route, rate_limits: Value) -> Self {
+        if matches!(route, Route::Direct { .. }) {
+            panic!("rate_limited_route: a direct_response route cannot carry rate_limits");
+        }
+        self.routes.push(RouteEntry {
+            prefix: prefix.to_owned(),
+            header: None,
+            route,
+            rate_limits: Some(rate_limits),
         });
         self
     }
@@ -235,6 +261,7 @@ impl Bootstrap {
             prefix: "/".to_owned(),
             header: Some((name.to_owned(), value.to_owned())),
             route,
+            rate_limits: None,
         });
         self
     }
@@ -244,6 +271,16 @@ impl Bootstrap {
     /// cluster).
     pub fn cluster(mut self, name: &str, addr: SocketAddr) -> Self {
         self.clusters.push((name.to_owned(), addr));
+        self
+    }
+
+    /// Declares a static HTTP/2 cluster `name` with one endpoint, for gRPC
+    /// callouts: Envoy's gRPC client (the native ratelimit filter's, and
+    /// `proxy_grpc_call` from Wasm) needs HTTP/2 to the service
+    /// (`explicit_http_config.http2_protocol_options` in the cluster's
+    /// `envoy.extensions.upstreams.http.v3.HttpProtocolOptions`).
+    pub fn grpc_cluster(mut self, name: &str, addr: SocketAddr) -> Self {
+        self.grpc_clusters.push((name.to_owned(), addr));
         self
     }
 
@@ -272,6 +309,14 @@ impl Bootstrap {
         self
     }
 
+    /// Sets `stats_flush_on_admin`: no periodic flush at all (no stats work
+    /// during a measurement); each admin `/stats` request merges the
+    /// histograms instead, so their quantiles are current from the next one.
+    pub fn stats_flush_on_admin(mut self) -> Self {
+        self.stats_flush_on_admin = true;
+        self
+    }
+
     /// Sets the listener's `connection_balance_config` to `exact_balance`:
     /// each new connection goes to the worker with the fewest, so with
     /// `--concurrency N` and N connections held open every worker gets one.
@@ -289,37 +334,24 @@ impl Bootstrap {
             .clusters
             .iter()
             .map(|(name, addr)| static_cluster(name, *addr))
+            .chain(
+                self.grpc_clusters
+                    .iter()
+                    .map(|(name, addr)| http2_cluster(name, *addr)),
+            )
             .collect();
         let routes: Vec<Value> = self
             .routes
             .iter()
-            .map(|entry| (entry.to_match(), &entry.route))
-            .map(|(route_match, route)| match route {
-                Route::Upstream(addr) => {
-                    let cluster = format!("upstream_{}", addr.port());
-                    if !clusters
-                        .iter()
-                        .any(|c: &Value| c.get("name") == Some(&Value::from(cluster.as_str())))
-                    {
-                        clusters.push(static_cluster(&cluster, *addr));
-                    }
-                    json!({"match": route_match, "route": {"cluster": cluster}})
+            .map(|entry| {
+                let mut rendered = entry.render(&mut clusters);
+                if let (Some(limits), Some(action)) = (
+                    &entry.rate_limits,
+                    rendered.get_mut("route").and_then(Value::as_object_mut),
+                ) {
+                    action.insert("rate_limits".into(), limits.clone());
                 }
-                Route::Cluster(cluster) => {
-                    json!({"match": route_match, "route": {"cluster": cluster}})
-                }
-                Route::Direct {
-                    status,
-                    body,
-                    headers,
-                } => json!({
-                    "match": route_match,
-                    "direct_response": {"status": status, "body": {"inline_string": body}},
-                    "response_headers_to_add": headers.iter().map(|(k, v)| json!({
-                        "header": {"key": k, "value": v},
-                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-                    })).collect::<Vec<_>>(),
-                }),
+                rendered
             })
             .collect();
         let mut http_filters: Vec<Value> = self.filters.iter().map(HttpFilter::to_json).collect();
@@ -358,6 +390,9 @@ impl Bootstrap {
                 let text = format!("{}s", interval.as_secs_f64());
                 top.insert("stats_flush_interval".into(), text.into());
             }
+            if self.stats_flush_on_admin {
+                top.insert("stats_flush_on_admin".into(), true.into());
+            }
         }
         if self.exact_balance {
             if let Some(listener) = bootstrap.pointer_mut("/static_resources/listeners/0") {
@@ -373,15 +408,50 @@ impl Bootstrap {
     }
 }
 
-/// One route: a path prefix, optionally an exact header match, and where it leads.
+/// One route: a path prefix, optionally an exact header match, where it
+/// leads, and optionally the `RouteAction`'s `rate_limits`.
 #[derive(Debug, Clone)]
 struct RouteEntry {
     prefix: String,
     header: Option<(String, String)>,
     route: Route,
+    rate_limits: Option<Value>,
 }
 
 impl RouteEntry {
+    /// The route's JSON; an [`Route::Upstream`] adds its cluster to
+    /// `clusters` (once per address).
+    fn render(&self, clusters: &mut Vec<Value>) -> Value {
+        let route_match = self.to_match();
+        match &self.route {
+            Route::Upstream(addr) => {
+                let cluster = format!("upstream_{}", addr.port());
+                if !clusters
+                    .iter()
+                    .any(|c: &Value| c.get("name") == Some(&Value::from(cluster.as_str())))
+                {
+                    clusters.push(static_cluster(&cluster, *addr));
+                }
+                json!({"match": route_match, "route": {"cluster": cluster}})
+            }
+            Route::Cluster(cluster) => {
+                json!({"match": route_match, "route": {"cluster": cluster}})
+            }
+            Route::Direct {
+                status,
+                body,
+                headers,
+            } => json!({
+                "match": route_match,
+                "direct_response": {"status": status, "body": {"inline_string": body}},
+                "response_headers_to_add": headers.iter().map(|(k, v)| json!({
+                    "header": {"key": k, "value": v},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                })).collect::<Vec<_>>(),
+            }),
+        }
+    }
+
     /// The route's `match` (RouteMatch JSON).
     fn to_match(&self) -> Value {
         match &self.header {
@@ -407,4 +477,20 @@ fn static_cluster(name: &str, addr: SocketAddr) -> Value {
                                     "port_value": addr.port()}}}}]}],
         },
     })
+}
+
+/// A `STATIC` cluster with one loopback endpoint speaking HTTP/2 (prior
+/// knowledge, no TLS), for gRPC services.
+fn http2_cluster(name: &str, addr: SocketAddr) -> Value {
+    let mut cluster = static_cluster(name, addr);
+    if let Some(object) = cluster.as_object_mut() {
+        object.insert(
+            "typed_extension_protocol_options".into(),
+            json!({"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }}),
+        );
+    }
+    cluster
 }

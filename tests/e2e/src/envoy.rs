@@ -277,13 +277,17 @@ impl Drop for Envoy {
     }
 }
 
-/// Pids of the Envoys started and not yet dropped.
-fn running() -> std::sync::MutexGuard<'static, Vec<u32>> {
+/// Pids of the child processes started and not yet dropped: the Envoys, and
+/// the Redis and rate-limit service of [`crate::global`], so a panic in a
+/// `panic = "abort"` binary kills them all ([`kill_envoys_on_panic`]).
+pub(crate) fn running() -> std::sync::MutexGuard<'static, Vec<u32>> {
     static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
     RUNNING.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Makes a panic kill every running Envoy before the process dies.
+/// Makes a panic kill every running Envoy (and every other child the harness
+/// tracks, such as [`crate::global`]'s Redis and service) before the process
+/// dies.
 ///
 /// Tests unwind, so [`Envoy`]'s `Drop` stops Envoy there. A binary built
 /// with the workspace's release profile (`panic = "abort"`), like the bench,
@@ -323,13 +327,19 @@ impl std::error::Error for StartFailure {}
 
 /// `$TMPDIR/e2e-envoy-<pid>-<n>-<nanos>`: unique across threads and runs.
 fn unique_temp_dir() -> PathBuf {
+    temp_dir_for("envoy")
+}
+
+/// `$TMPDIR/e2e-<kind>-<pid>-<n>-<nanos>`, created: unique across threads
+/// and runs (also used for [`crate::process`]'s children).
+pub(crate) fn temp_dir_for(kind: &str) -> PathBuf {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or_default();
     let dir = std::env::temp_dir().join(format!(
-        "e2e-envoy-{}-{}-{nanos}",
+        "e2e-{kind}-{}-{}-{nanos}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::SeqCst)
     ));

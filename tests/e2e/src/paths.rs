@@ -62,3 +62,54 @@ fn built(relative: &str, target: &str) -> PathBuf {
 pub fn metrics_stats_tags_manifest() -> PathBuf {
     repo_root().join("manifests/envoy/metrics-stats-tags.yaml")
 }
+
+/// The rate-limit service binary, `dist/bin/ratelimit-service` (from
+/// `make ratelimit-service`, which builds crate `tests/ratelimit-service`).
+///
+/// # Panics
+///
+/// If it has not been built.
+pub fn ratelimit_service_bin() -> PathBuf {
+    built("dist/bin/ratelimit-service", "make ratelimit-service")
+}
+
+/// The rate-limit service's sample limits, namespace `mesh`:
+/// `tests/ratelimit-service/limits/mesh.yaml`.
+pub fn ratelimit_service_limits() -> PathBuf {
+    repo_root().join("tests/ratelimit-service/limits/mesh.yaml")
+}
+
+/// `redis-server`: `$REDIS_SERVER` if set, else the first on `$PATH`, else
+/// Debian's `/usr/bin/redis-server`.
+///
+/// # Panics
+///
+/// If none exists: the global rate-limit tests need it, and the message
+/// names `make redis`, which installs it.
+pub fn redis_server_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("REDIS_SERVER") {
+        let path = PathBuf::from(bin);
+        if path.is_file() {
+            return path;
+        }
+        panic!(
+            "REDIS_SERVER={} does not exist — run `make redis` (installs Debian's \
+             redis-server) or fix REDIS_SERVER",
+            path.display()
+        );
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("redis-server"))
+        .chain(std::iter::once(PathBuf::from("/usr/bin/redis-server")));
+    for candidate in on_path {
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "redis-server not found on PATH or at /usr/bin/redis-server — run `make redis` \
+         (installs Debian's redis-server) or set REDIS_SERVER"
+    )
+}
