@@ -114,8 +114,9 @@ DEMO_CHAIN := tests/scenarios/chain/hardened_and_measured.yaml
 
 ## demo: the whole pipeline: build the filters, verify every scenario in
 ## host-test, run the shipped chain in a real Envoy with a few illustrative
-## requests, package the OCI images and render the pinned WasmPlugins
-demo: build fixtures host-test envoy
+## requests, package the OCI images and render the pinned WasmPlugins, then
+## a mesh-wide limit across two Envoys (Redis + the Limitador-based service)
+demo: build fixtures host-test envoy redis ratelimit-service
 	@echo "== 1. build: dist/filters"
 	@ls -l dist/filters
 	@echo
@@ -131,6 +132,9 @@ demo: build fixtures host-test envoy
 	@echo "== 4. OCI images (dist/oci) and 5. WasmPlugins pinned to their digests (dist/manifests)"
 	$(CARGO) run -q -p xtask -- oci dist/filters dist/oci
 	$(CARGO) run -q -p xtask -- manifests dist/oci manifests/istio/wasmplugins dist/manifests
+	@echo
+	@echo "== 6. mesh-wide rate limits: rate-limit's global mode in two Envoys, one limit"
+	$(CARGO) run -q -p e2e --bin global-demo
 	@echo
 	@echo "Next: make up (the chain on 127.0.0.1:10000 for curl), make push REGISTRY=host:port"
 
