@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::{cluster, conformance, conformance_with, report, run_case};
-use host_test::{ClusterMock, FailureKind, MockResponse, Request};
+use host_test::{ClusterMock, FailureKind, Host, MockResponse, Request};
 use serde_json::json;
 
 #[test]
@@ -325,6 +325,48 @@ fn a_responder_answers_from_the_call_with_a_binary_message() {
     let ok = report(&run_case(&mut host, "grpc-call", &[]));
     assert_eq!(ok["status_code"], 0);
     assert_eq!(ok["body_hex"], "676e6970ff");
+}
+
+#[test]
+fn forward_grpc_holds_each_request_until_its_call_is_answered() {
+    let mut host = conformance_with(
+        r#"{"forward_grpc": {"cluster": "grpc", "service": "svc.Service", "method": "Check",
+            "message_hex": "0a0201ff"}}"#,
+        1,
+    );
+    host.set_cluster(
+        "grpc",
+        ClusterMock {
+            delay: Duration::from_millis(7),
+            ..cluster(200, "ok")
+        },
+    );
+    let before = host.now_ns();
+    let exchange = host.send(Request::get("/any"));
+    assert_eq!(exchange.status, 200);
+    assert!(exchange.upstream.is_some(), "continued after the answer");
+    assert!(host.now_ns() - before >= 7_000_000, "waited for the answer");
+    let call = &host.callouts()[0];
+    assert_eq!(call.grpc_method, "svc.Service/Check");
+    assert_eq!(call.body, [0x0a, 0x02, 0x01, 0xff]);
+    // A failed call continues too.
+    host.set_cluster(
+        "grpc",
+        ClusterMock {
+            reset: true,
+            ..ClusterMock::default()
+        },
+    );
+    assert!(host.send(Request::get("/any")).upstream.is_some());
+    // Bad hex refuses the configuration.
+    let mut bad = Host::new().unwrap();
+    assert!(bad
+        .add_filter(
+            host_test::FilterSpec::file("conformance", common::fixture("conformance")).config(
+                r#"{"forward_grpc": {"cluster": "c", "service": "s", "method": "m", "message_hex": "zz"}}"#
+            )
+        )
+        .is_err());
 }
 
 #[test]

@@ -47,6 +47,11 @@
 //!   The bench checks that the chains answer with the same security headers
 //!   and canary header, and that both JWT filters refuse a request without
 //!   a token, before it measures.
+//! - `global-floor`: the conformance fixture's `forward_grpc` making the
+//!   same `ShouldRateLimit` call as `global-wasm`, then continuing: no
+//!   header reads, decoding or response headers. Its cost over `none` is
+//!   what Envoy charges any Wasm filter for one gRPC callout per request;
+//!   `global-wasm` minus it is the rate-limit filter's own work.
 //! - `global-baseline`, `global-wasm`, `global-native` (issue #11): mesh-wide
 //!   rate limiting through the workspace's rate-limit service
 //!   (`dist/bin/ratelimit-service`, from `make ratelimit-service`) on a
@@ -325,9 +330,10 @@ enum Case {
     GlobalBaseline,
     GlobalWasm,
     GlobalNative,
+    GlobalFloor,
 }
 
-const CASES: [Case; 16] = [
+const CASES: [Case; 17] = [
     Case::None,
     Case::Noop,
     Case::SecurityHeaders,
@@ -344,6 +350,7 @@ const CASES: [Case; 16] = [
     Case::GlobalBaseline,
     Case::GlobalWasm,
     Case::GlobalNative,
+    Case::GlobalFloor,
 ];
 
 impl Case {
@@ -365,6 +372,7 @@ impl Case {
             Case::GlobalBaseline => "proxied route + fault abort 200 (global baseline)",
             Case::GlobalWasm => "rate-limit global, RLS over gRPC (Wasm)",
             Case::GlobalNative => "ratelimit, RLS over gRPC (native)",
+            Case::GlobalFloor => "bare Wasm gRPC callout: dispatch, pause, resume (fixture)",
         }
     }
 
@@ -387,6 +395,7 @@ impl Case {
             Case::GlobalBaseline => "global-baseline",
             Case::GlobalWasm => "global-wasm",
             Case::GlobalNative => "global-native",
+            Case::GlobalFloor => "global-floor",
         }
     }
 
@@ -402,6 +411,7 @@ impl Case {
                 | Case::WasmChain
                 | Case::Bundle
                 | Case::GlobalWasm
+                | Case::GlobalFloor
         )
     }
 
@@ -409,7 +419,7 @@ impl Case {
     fn is_global(self) -> bool {
         matches!(
             self,
-            Case::GlobalBaseline | Case::GlobalWasm | Case::GlobalNative
+            Case::GlobalBaseline | Case::GlobalWasm | Case::GlobalNative | Case::GlobalFloor
         )
     }
 
@@ -497,7 +507,9 @@ impl Case {
                 &jwt_config().to_string(),
             )),
             Case::JwtAuthn => base.filter(native_jwt_authn()),
-            Case::GlobalBaseline | Case::GlobalWasm | Case::GlobalNative => self.global_bootstrap(),
+            Case::GlobalBaseline | Case::GlobalWasm | Case::GlobalNative | Case::GlobalFloor => {
+                self.global_bootstrap()
+            }
         }
     }
 
@@ -520,6 +532,11 @@ impl Case {
                 ..GlobalRule::new(GLOBAL_RULE)
             }])),
             Case::GlobalNative => Some(global::native_filter(GLOBAL_TIMEOUT, FailureMode::Deny)),
+            Case::GlobalFloor => Some(HttpFilter::wasm(
+                "conformance",
+                &paths::fixture_wasm("conformance"),
+                &global_floor_config(),
+            )),
             _ => None,
         };
         let base = match limiter {
@@ -817,6 +834,34 @@ fn check_header_parity(settings: &Settings) -> Result<(), String> {
     }
 }
 
+/// `global-floor`'s fixture config: the same `ShouldRateLimit` call as
+/// `global-wasm` makes for the bench request (domain, `[[user =
+/// bench-client]]`, one hit), sent with no parsing, no decoding of the
+/// answer and no headers: what any Wasm filter pays for one gRPC callout
+/// per request, against which `global-wasm`'s own work shows.
+fn global_floor_config() -> String {
+    use prost::Message;
+    let message = ratelimit_proto::RateLimitRequest {
+        domain: global::DOMAIN.into(),
+        descriptors: vec![ratelimit_proto::RateLimitDescriptor {
+            entries: vec![ratelimit_proto::Entry {
+                key: global::USER_KEY.into(),
+                value: "bench-client".into(),
+            }],
+        }],
+        hits_addend: 1,
+    }
+    .encode_to_vec();
+    let hex: String = message.iter().map(|b| format!("{b:02x}")).collect();
+    serde_json::json!({"forward_grpc": {
+        "cluster": global::CLUSTER,
+        "service": ratelimit_proto::SERVICE,
+        "method": ratelimit_proto::METHOD,
+        "message_hex": hex,
+    }})
+    .to_string()
+}
+
 /// The global cases must do what they claim: every request answered 200,
 /// one `ShouldRateLimit` call per request for the two limiters (none for the
 /// baseline), and the service's remaining count for this client one lower
@@ -824,7 +869,12 @@ fn check_header_parity(settings: &Settings) -> Result<(), String> {
 /// unmatched descriptor that is never counted).
 fn check_global(settings: &Settings) -> Result<(), String> {
     let rpc_stat = format!("cluster.{}.upstream_rq_total", global::CLUSTER);
-    for case in [Case::GlobalBaseline, Case::GlobalWasm, Case::GlobalNative] {
+    for case in [
+        Case::GlobalBaseline,
+        Case::GlobalWasm,
+        Case::GlobalNative,
+        Case::GlobalFloor,
+    ] {
         if !settings.cases.contains(&case) {
             continue;
         }
@@ -846,7 +896,7 @@ fn check_global(settings: &Settings) -> Result<(), String> {
                 Case::GlobalWasm => ("ratelimit-policy", "ratelimit"),
                 _ => ("x-ratelimit-limit", "x-ratelimit-remaining"),
             };
-            if case == Case::GlobalBaseline {
+            if matches!(case, Case::GlobalBaseline | Case::GlobalFloor) {
                 continue;
             }
             let limit_value = response.header(limit).unwrap_or_default();
@@ -1495,6 +1545,16 @@ fn print_summary(cases: &[Case], runs: &BTreeMap<Case, Vec<Run>>) {
              rate-limit added vs none: {:.1} µs",
             own / native,
             added(Case::RateLimit)
+        );
+    }
+    if has(&[Case::GlobalFloor, Case::GlobalWasm, Case::GlobalNative]) {
+        let floor = added(Case::GlobalFloor);
+        println!(
+            "global: a bare Wasm gRPC callout (fixture) adds {floor:.1} µs, native ratelimit {:.1} µs \
+             ({:+.1} µs); rate-limit global's own work over the bare callout {:+.1} µs",
+            added(Case::GlobalNative),
+            floor - added(Case::GlobalNative),
+            added(Case::GlobalWasm) - floor,
         );
     }
     if has(&[Case::GlobalBaseline, Case::GlobalWasm, Case::GlobalNative]) {
