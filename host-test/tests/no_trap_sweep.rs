@@ -51,7 +51,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use host_test::{Exchange, FilterSpec, Host, MockResponse, Request};
+use host_test::{ClusterMock, Exchange, FilterSpec, Host, MockResponse, Request};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -103,7 +103,15 @@ const RATE_LIMIT: &str = r#"{"rules": [
     {"name": "by_path", "match": {"prefix": "/static"}, "key": [{"path": {}}],
      "token_bucket": {"max_tokens": 3, "tokens_per_fill": 1, "fill_interval": "0.5s"}},
     {"name": "everyone", "key": [],
-     "token_bucket": {"max_tokens": 1000, "tokens_per_fill": 1000, "fill_interval": "1s"}}],
+     "token_bucket": {"max_tokens": 1000, "tokens_per_fill": 1000, "fill_interval": "1s"}},
+    {"name": "mesh", "match": {"prefix": "/api"},
+     "global": {"cluster": "ratelimit", "domain": "mesh", "failure_mode": "allow", "local_fallback": true,
+       "descriptors": [[{"key": "path", "from": "path"}, {"key": "m", "from": "method"}],
+                       [{"key": "ip", "from": "client_ip"}, {"key": "h", "from": "authority"}],
+                       [{"key": "user", "from": {"header": "x-jwt-iss"}}],
+                       [{"key": "s", "from": {"cookie": "session"}}, {"key": "k", "from": {"query_param": "api_key"}}]]},
+     "key": [{"header": "x-jwt-iss"}],
+     "token_bucket": {"max_tokens": 20, "tokens_per_fill": 20, "fill_interval": "1s"}}],
   "client_ip": {"xff_num_trusted_hops": 1},
   "response": {"status": 429, "headers": "draft", "retry_after": true},
   "max_keys": 256}"#;
@@ -199,6 +207,7 @@ impl Target {
     fn host(&self) -> Host {
         let mut host = Host::with_workers(2).unwrap();
         host.set_wall_clock(WALL_CLOCK_S * 1_000_000_000);
+        rate_limit_service(&mut host);
         for filter in &self.filters {
             let path = dist(filter.module);
             host.add_filter(
@@ -210,6 +219,60 @@ impl Target {
         }
         host
     }
+}
+
+/// Calls the rate-limit service answered, over every host of the run.
+static RATE_LIMIT_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The rate-limit service of rate-limit's global rule: it cycles through
+/// every kind of answer, so the sweep's requests meet each one (OK with a
+/// limit, OVER_LIMIT, headers to add with a bad name and a value that is not
+/// UTF-8, an undecodable message, UNAVAILABLE, and no answer at all).
+fn rate_limit_service(host: &mut Host) {
+    const OK: &[u8] = &[
+        0x08, 0x01, 0x12, 0x0e, 0x08, 0x01, 0x12, 0x04, 0x08, 0x0a, 0x10, 0x02, 0x18, 0x05, 0x22,
+        0x02, 0x08, 0x1e,
+    ];
+    const OVER_LIMIT: &[u8] = &[
+        0x08, 0x02, 0x12, 0x0e, 0x08, 0x02, 0x12, 0x04, 0x08, 0x0a, 0x10, 0x02, 0x18, 0x00, 0x22,
+        0x02, 0x08, 0x1e,
+    ];
+    // OK, response_headers_to_add and request_headers_to_add each holding
+    // {key "X Bad\r\n", value "v", raw_value ff fe}.
+    const HEADERS: &[u8] = &[
+        0x08, 0x01, 0x1a, 0x10, 0x0a, 0x07, b'X', b' ', b'B', b'a', b'd', b'\r', b'\n', 0x12, 0x01,
+        b'v', 0x1a, 0x02, 0xff, 0xfe, 0x22, 0x10, 0x0a, 0x07, b'X', b' ', b'B', b'a', b'd', b'\r',
+        b'\n', 0x12, 0x01, b'v', 0x1a, 0x02, 0xff, 0xfe,
+    ];
+    let calls = std::cell::Cell::new(0u32);
+    host.set_cluster_responder(
+        "ratelimit",
+        Box::new(move |_call| {
+            RATE_LIMIT_CALLS.fetch_add(1, Ordering::Relaxed);
+            let call = calls.get();
+            calls.set(call.wrapping_add(1));
+            let message = |bytes: &[u8]| ClusterMock {
+                message: Some(bytes.to_vec()),
+                ..ClusterMock::default()
+            };
+            // The first call of a host is answered OK, so a single request
+            // (the tests after the sweep) is admitted.
+            match call % 6 {
+                0 => message(OK),
+                1 => message(OVER_LIMIT),
+                2 => message(HEADERS),
+                3 => message(&[0x12, 0x05, 0x01]),
+                4 => ClusterMock {
+                    grpc_status: 14,
+                    ..ClusterMock::default()
+                },
+                _ => ClusterMock {
+                    hang: true,
+                    ..ClusterMock::default()
+                },
+            }
+        }),
+    );
 }
 
 /// Every target of the sweep: each shipped filter alone, the five in
@@ -980,6 +1043,12 @@ fn at_least_100k_random_and_adversarial_requests_never_trap_a_filter() {
             total >= FLOOR,
             "only {total} requests; the floor is {FLOOR}"
         );
+        // The global rule really called its service, enough for every kind
+        // of answer to come up hundreds of times (2,640 calls in the
+        // default run: only /api requests the local rules admit get there).
+        let calls = RATE_LIMIT_CALLS.load(Ordering::Relaxed);
+        println!("no-trap sweep: {calls} calls to the rate-limit service");
+        assert!(calls >= 2_000, "only {calls} rate-limit service calls");
     }
 }
 
