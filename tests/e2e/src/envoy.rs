@@ -232,6 +232,25 @@ impl Envoy {
         response
     }
 
+    /// Every counter and gauge from admin `/stats?format=json`, as
+    /// `(name, value)` (histograms, which have no single value, are left out).
+    ///
+    /// # Panics
+    ///
+    /// As [`Envoy::admin_get`], or if the answer has no `stats` list.
+    pub fn stats(&self) -> Vec<(String, u64)> {
+        let json = self.admin_get("/stats?format=json").json();
+        json.get("stats")
+            .and_then(serde_json::Value::as_array)
+            .expect("/stats?format=json has a stats list")
+            .iter()
+            .filter_map(|s| {
+                let name = s.get("name")?.as_str()?;
+                Some((name.to_owned(), s.get("value")?.as_u64()?))
+            })
+            .collect()
+    }
+
     /// Envoy's whole log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()

@@ -189,20 +189,10 @@ fn assert_limit_headers(response: &Response, limiter: Limiter, what: &str) {
     }
 }
 
-/// Every counter from `/stats?format=json`.
-fn stats(envoy: &Envoy) -> Vec<(String, u64)> {
-    let json = envoy.admin_get("/stats?format=json").json();
-    json["stats"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| Some((s["name"].as_str()?.to_owned(), s["value"].as_u64()?)))
-        .collect()
-}
-
 /// Counter `name` (0 when Envoy has not created it yet).
 fn counter(envoy: &Envoy, name: &str) -> u64 {
-    stats(envoy)
+    envoy
+        .stats()
         .into_iter()
         .find(|(n, _)| n == name)
         .map_or(0, |(_, v)| v)
@@ -227,7 +217,7 @@ fn assert_counter_sum(envoys: &[&Envoy], name: &str, want: u64) {
             let ours: Vec<Vec<(String, u64)>> = envoys
                 .iter()
                 .map(|e| {
-                    stats(e)
+                    e.stats()
                         .into_iter()
                         .filter(|(n, _)| {
                             n.starts_with("wasmcustom.rate_limit.")

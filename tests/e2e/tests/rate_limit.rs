@@ -85,24 +85,14 @@ fn connections(envoy: &Envoy) -> Vec<Connection> {
 
 /// `listener.<addr>.worker_<i>.downstream_cx_total` of the main listener.
 fn worker_connections(envoy: &Envoy) -> Vec<(String, u64)> {
-    stats(envoy)
+    envoy
+        .stats()
         .into_iter()
         .filter(|(name, _)| {
             name.starts_with("listener.127.0.0.1_")
                 && name.contains(".worker_")
                 && name.ends_with(".downstream_cx_total")
         })
-        .collect()
-}
-
-/// Every counter and gauge from `/stats?format=json`.
-fn stats(envoy: &Envoy) -> Vec<(String, u64)> {
-    let json = envoy.admin_get("/stats?format=json").json();
-    json["stats"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| Some((s["name"].as_str()?.to_owned(), s["value"].as_u64()?)))
         .collect()
 }
 
@@ -114,7 +104,7 @@ fn assert_counter(envoy: &Envoy, suffix: &str, want: u64) {
     let name = format!("wasmcustom.rate_limit.per_user.{suffix}");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let all = stats(envoy);
+        let all = envoy.stats();
         let got = all.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
         if got == Some(want) {
             return;
