@@ -166,8 +166,14 @@ bench: build fixtures
 ## bench-envoy: filters, chains and the bundle vs no filter and native filters in a real Envoy
 ## (5 interleaved rounds x 11 configs x 3 s, about 4 minutes; --only id,... picks configs)
 BENCH_ARGS ?=
+# The bench links the filter crates natively, and they are cdylib + rlib:
+# under release's panic=abort, cargo built their dependencies twice, abort for
+# the cdylibs and unwind for the bench, under one file name, and every other
+# build failed ("requires panic strategy abort"). Unwinding throughout fixes
+# it; cargo still warns that the setting "is ignored for bench", which holds
+# only for the bench target itself.
 bench-envoy: build fixtures envoy
-	$(CARGO) bench -p e2e --bench envoy-bench -- --rounds 5 --seconds 3 $(BENCH_ARGS)
+	CARGO_PROFILE_BENCH_PANIC=unwind $(CARGO) bench -p e2e --bench envoy-bench -- --rounds 5 --seconds 3 $(BENCH_ARGS)
 
 fmt:
 	$(CARGO) fmt --all
