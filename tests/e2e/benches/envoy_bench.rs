@@ -78,9 +78,10 @@
 //!   both limiters call the service once per request and that the
 //!   service's remaining count drops by one per request.
 //!
-//! Load: one keep-alive HTTP/1.1 connection from this process, one request in
-//! flight, for `--seconds` (default 3) or `--max-requests`, whichever comes
-//! first, after a warm-up. The request carries `x-forwarded-proto: https` and
+//! Load: one keep-alive HTTP/1.1 connection from this process (or
+//! `--connections N`, one client thread each), one request in flight on
+//! each, for `--seconds` (default 3) or `--max-requests` in all, whichever
+//! comes first, after a warm-up. The request carries `x-forwarded-proto: https` and
 //! the route answers `content-type: text/html`, so security-headers adds all
 //! twelve headers (HSTS and CSP included) like header_mutation does; the route
 //! also adds `x-powered-by` for both to strip. The bench checks that the two
@@ -110,19 +111,23 @@
 //! not in the headline, which counts Envoy's CPU only.
 //!
 //! Usage: `cargo bench -p e2e --bench envoy-bench -- [--rounds N] [--seconds S]
-//! [--warmup N] [--max-requests N] [--no-pin] [--service-cpu N] [--only id,id,...]`
-//! (`--service-cpu`: move the global cases' service and Redis to CPU N)
+//! [--warmup N] [--max-requests N] [--no-pin] [--service-cpu N] [--connections N]
+//! [--only id,id,...]` (`--service-cpu`: move the global cases' service and
+//! Redis to CPU N; `--connections`: N connections with a request in flight
+//! on each, default 1, so Envoy's worker has several requests at once as a
+//! busy sidecar does)
 //! (`make bench-envoy` runs them all).
 
 use std::collections::BTreeMap;
 use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use e2e::chain::Idp;
 use e2e::envoy::kill_envoys_on_panic;
 use e2e::global::{self, FailureMode, GlobalRule, RateLimitService, Redis};
-use e2e::{paths, Bootstrap, Envoy, EnvoyOptions, HttpFilter, Route};
+use e2e::{paths, Bootstrap, Connection, Envoy, EnvoyOptions, HttpFilter, Route};
 use security_headers::profiles::{OWASP_ADD, OWASP_REMOVE};
 
 /// The metrics filter's README example.
@@ -308,6 +313,9 @@ struct Settings {
     /// `--service-cpu`: the CPU the rate-limit service and Redis are moved
     /// to (all their threads), or `None` to leave them on the bench's CPU.
     service_cpu: Option<usize>,
+    /// `--connections`: keep-alive connections, each with one request in
+    /// flight, driven by as many client threads.
+    connections: usize,
     /// The configurations to run, in [`CASES`] order.
     cases: Vec<Case>,
 }
@@ -691,7 +699,7 @@ fn main() -> ExitCode {
             runs.entry(case).or_default().push(run);
         }
     }
-    print_summary(&settings.cases, &runs);
+    print_summary(&settings.cases, &runs, settings.connections);
     drop(global_service);
     ExitCode::SUCCESS
 }
@@ -704,6 +712,7 @@ fn parse_args() -> Result<Settings, String> {
         max_requests: 500_000,
         pin: Some(0),
         service_cpu: None,
+        connections: 1,
         cases: CASES.to_vec(),
     };
     let mut args = std::env::args().skip(1);
@@ -725,12 +734,16 @@ fn parse_args() -> Result<Settings, String> {
             "--max-requests" => settings.max_requests = value.parse().map_err(|e| bad(&e))?,
             "--only" => settings.cases = parse_only(&value)?,
             "--service-cpu" => settings.service_cpu = Some(value.parse().map_err(|e| bad(&e))?),
+            "--connections" => settings.connections = value.parse().map_err(|e| bad(&e))?,
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
     // Bounded load: at most a minute per run.
     if !(settings.seconds > 0.0 && settings.seconds <= 60.0) || settings.rounds == 0 {
         return Err("--seconds must be in (0, 60] and --rounds >= 1".into());
+    }
+    if !(1..=64).contains(&settings.connections) {
+        return Err("--connections must be in 1..=64".into());
     }
     Ok(settings)
 }
@@ -1124,11 +1137,13 @@ fn measure(
     if case.is_wasm() != (vms > 0) {
         return Err(format!("{vms} active V8 VMs"));
     }
-    let mut conn = envoy.connect();
-    for _ in 0..settings.warmup {
-        let r = conn.send_raw(request(), false).map_err(|e| e.to_string())?;
-        if r.status != 200 {
-            return Err(format!("status {}", r.status));
+    let mut conns: Vec<Connection> = (0..settings.connections).map(|_| envoy.connect()).collect();
+    for conn in &mut conns {
+        for _ in 0..settings.warmup.div_ceil(settings.connections) {
+            let r = conn.send_raw(request(), false).map_err(|e| e.to_string())?;
+            if r.status != 200 {
+                return Err(format!("status {}", r.status));
+            }
         }
     }
     let worker = worker_tid(pid).ok_or("no wrk:worker_0 thread")?;
@@ -1144,16 +1159,8 @@ fn measure(
     let cpu_before = cpu_ticks(&format!("/proc/{pid}/stat"))?;
     let worker_before = cpu_ticks(&format!("/proc/{pid}/task/{worker}/stat"))?;
     let limit = Duration::from_secs_f64(settings.seconds);
-    let mut latencies_ns: Vec<u64> = Vec::with_capacity(settings.max_requests.min(1 << 20));
     let start = Instant::now();
-    while latencies_ns.len() < settings.max_requests && start.elapsed() < limit {
-        let sent = Instant::now();
-        let r = conn.send_raw(request(), false).map_err(|e| e.to_string())?;
-        latencies_ns.push(u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX));
-        if r.status != 200 {
-            return Err(format!("status {}", r.status));
-        }
-    }
+    let mut latencies_ns = drive(&mut conns, settings.max_requests, start + limit)?;
     let elapsed = start.elapsed().as_secs_f64();
     let cpu_after = cpu_ticks(&format!("/proc/{pid}/stat"))?;
     let worker_after = cpu_ticks(&format!("/proc/{pid}/task/{worker}/stat"))?;
@@ -1169,7 +1176,7 @@ fn measure(
     } else {
         f64::NAN
     };
-    drop(conn);
+    drop(conns);
     drop(envoy);
 
     let requests = latencies_ns.len();
@@ -1190,6 +1197,53 @@ fn measure(
             per_req(helpers_used)
         },
     })
+}
+
+/// Sends requests on every connection, one thread per connection and one
+/// request in flight on each, until `deadline` or `max_requests` in all;
+/// returns every request's round-trip time. The threads inherit the bench's
+/// CPU pinning.
+fn drive(
+    conns: &mut [Connection],
+    max_requests: usize,
+    deadline: Instant,
+) -> Result<Vec<u64>, String> {
+    let sent_total = AtomicUsize::new(0);
+    let per_thread: Vec<Result<Vec<u64>, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = conns
+            .iter_mut()
+            .map(|conn| {
+                let sent_total = &sent_total;
+                scope.spawn(move || {
+                    let mut latencies = Vec::with_capacity(max_requests.min(1 << 20));
+                    while sent_total.fetch_add(1, Ordering::Relaxed) < max_requests
+                        && Instant::now() < deadline
+                    {
+                        let sent = Instant::now();
+                        let r = conn.send_raw(request(), false).map_err(|e| e.to_string())?;
+                        latencies
+                            .push(u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX));
+                        if r.status != 200 {
+                            return Err(format!("status {}", r.status));
+                        }
+                    }
+                    Ok(latencies)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("client thread panicked".into()))
+            })
+            .collect()
+    });
+    let mut all = Vec::new();
+    for latencies in per_thread {
+        all.extend(latencies?);
+    }
+    Ok(all)
 }
 
 /// utime + stime of these processes, summed.
@@ -1423,7 +1477,7 @@ fn svg_chart(rows: &[serde_json::Value]) -> String {
     svg
 }
 
-fn print_summary(cases: &[Case], runs: &BTreeMap<Case, Vec<Run>>) {
+fn print_summary(cases: &[Case], runs: &BTreeMap<Case, Vec<Run>>, connections: usize) {
     let med = |case: Case, f: fn(&Run) -> f64| -> f64 {
         runs.get(&case)
             .map_or(f64::NAN, |r| median(r.iter().map(f).collect()))
@@ -1435,7 +1489,7 @@ fn print_summary(cases: &[Case], runs: &BTreeMap<Case, Vec<Run>>) {
     let rounds = runs.values().map(Vec::len).max().unwrap_or(0);
     println!();
     let mut table = format!(
-        "Medians over {rounds} rounds (Envoy 1 worker, HTTP/1.1 keep-alive, 1 connection, direct_response):\n\n\
+        "Medians over {rounds} rounds (Envoy 1 worker, HTTP/1.1 keep-alive, {connections} connection(s) with one request in flight each, direct_response):\n\n\
          | configuration | Envoy CPU/req (µs) | added vs none (µs) | worker CPU/req (µs) | worker added (µs) | p50 (µs) | p99 (µs) | req/s |\n\
          |---|---|---|---|---|---|---|---|\n"
     );
