@@ -5,7 +5,7 @@
 //! is [`Outcome::Wait`] and the caller runs [`Plan::evaluate`] again once
 //! they are.
 
-use serde_json::{Map, Value};
+use std::rc::Rc;
 
 use crate::claims;
 use crate::config::{Config, JwksSource, Location, Requirement};
@@ -39,6 +39,16 @@ pub trait Env {
     fn cache_lookup(&mut self, provider: usize, token: &[u8]) -> bool;
     /// Records `token` as verified for `provider` until `exp`.
     fn cache_insert(&mut self, provider: usize, token: &[u8], exp: Option<u64>);
+    /// A parsed copy of `token` kept by [`Env::keep_parsed`], asked only
+    /// after [`Env::cache_lookup`] hit for the same token. Parsing is
+    /// deterministic, so the copy stands for parsing again; hosts without
+    /// one return `None`.
+    fn parsed(&mut self, _provider: usize, _token: &[u8]) -> Option<Rc<Jwt>> {
+        None
+    }
+    /// Keeps `jwt`, parsed from `token` and verified for `provider`, for
+    /// [`Env::parsed`].
+    fn keep_parsed(&mut self, _provider: usize, _token: &[u8], _jwt: &Rc<Jwt>) {}
     /// Now, Unix seconds.
     fn now(&self) -> u64;
 }
@@ -122,7 +132,7 @@ struct Run<'p, 'r, E: Env> {
     env: &'r mut E,
     request: &'r Request<'r>,
     mutations: Mutations,
-    verified: Vec<Map<String, Value>>,
+    verified: Vec<Rc<Jwt>>,
 }
 
 impl Plan {
@@ -179,12 +189,7 @@ impl Plan {
     /// The `claim_rules` extension: the first matching rule must be
     /// satisfied by one verified token (403 otherwise; 401 "Jwt is
     /// missing" when no token was verified at all).
-    fn claim_check(
-        &self,
-        path: &[u8],
-        verified: &[Map<String, Value>],
-        mutations: Mutations,
-    ) -> Outcome {
+    fn claim_check(&self, path: &[u8], verified: &[Rc<Jwt>], mutations: Mutations) -> Outcome {
         let Some(rule) = self
             .config
             .claim_rules
@@ -198,7 +203,7 @@ impl Plan {
         }
         if verified
             .iter()
-            .any(|claims| claims::satisfies(claims, rule))
+            .any(|jwt| claims::satisfies(&jwt.claims, rule))
         {
             Outcome::Allow(mutations)
         } else {
@@ -345,9 +350,16 @@ impl<E: Env> Run<'_, '_, E> {
             Some(p) if cache_on => self.env.cache_lookup(p, &found.token),
             _ => false,
         };
-        let jwt = match jwt::parse(&found.token, config.max_jwt_bytes) {
-            Ok(jwt) => jwt,
-            Err(status) => return Ok(status),
+        let kept = provider
+            .filter(|_| cache_hit)
+            .and_then(|p| self.env.parsed(p, &found.token));
+        let was_kept = kept.is_some();
+        let jwt = match kept {
+            Some(jwt) => jwt,
+            None => match jwt::parse(&found.token, config.max_jwt_bytes) {
+                Ok(jwt) => Rc::new(jwt),
+                Err(status) => return Ok(status),
+            },
         };
         if !found.issuers.allows(&jwt.iss) {
             return Ok(Status::JwtUnknownIssuer);
@@ -416,13 +428,16 @@ impl<E: Env> Run<'_, '_, E> {
                 self.env.cache_insert(index, &found.token, jwt.exp);
             }
         }
+        if cache_on && !was_kept {
+            self.env.keep_parsed(index, &found.token, &jwt);
+        }
         self.good(index, found, jwt);
         Ok(Status::Ok)
     }
 
     /// jwt_authn's `handleGoodJwt`: payload header, claim headers, token
     /// removal.
-    fn good(&mut self, index: usize, found: &Found<'_>, jwt: Jwt) {
+    fn good(&mut self, index: usize, found: &Found<'_>, jwt: Rc<Jwt>) {
         let Some(p) = self.plan.config.providers.get(index) else {
             return;
         };
@@ -463,7 +478,7 @@ impl<E: Env> Run<'_, '_, E> {
                 Location::Cookie(_) => {}
             }
         }
-        self.verified.push(jwt.claims);
+        self.verified.push(jwt);
     }
 }
 

@@ -43,6 +43,7 @@ struct Fake {
     pending: bool,
     refetch: bool,
     cache: HashMap<(usize, Vec<u8>), Option<u64>>,
+    kept: HashMap<(usize, Vec<u8>), Rc<Jwt>>,
     now: u64,
 }
 
@@ -55,6 +56,7 @@ impl Fake {
             pending: false,
             refetch: false,
             cache: HashMap::new(),
+            kept: HashMap::new(),
             now: NOW,
         }
     }
@@ -78,6 +80,12 @@ impl Env for Fake {
     }
     fn cache_insert(&mut self, provider: usize, token: &[u8], exp: Option<u64>) {
         self.cache.insert((provider, token.to_vec()), exp);
+    }
+    fn parsed(&mut self, provider: usize, token: &[u8]) -> Option<Rc<Jwt>> {
+        self.kept.get(&(provider, token.to_vec())).cloned()
+    }
+    fn keep_parsed(&mut self, provider: usize, token: &[u8], jwt: &Rc<Jwt>) {
+        self.kept.insert((provider, token.to_vec()), Rc::clone(jwt));
     }
     fn now(&self) -> u64 {
         self.now
@@ -424,6 +432,50 @@ fn cache_is_used_only_when_configured_and_still_checks_time() {
         denied(&plan.evaluate(&request(b"GET", b"/x", &headers), &mut env)),
         Some(Status::JwtExpired)
     );
+}
+
+#[test]
+fn a_cache_hit_uses_the_kept_parse_and_a_miss_parses_again() {
+    let plan = plan(
+        r#","jwt_cache_config": {}, "claim_to_headers": [{"header_name": "x-sub", "claim_name": "sub"}]"#,
+        &rules(r#"{"provider_name": "a"}"#),
+    );
+    let mut env = Fake::new(2);
+    let headers = bearer(&good_a());
+    let sub = |outcome: &Outcome| match outcome {
+        Outcome::Allow(m) => m
+            .add
+            .iter()
+            .find(|(n, _)| n == "x-sub")
+            .map(|(_, v)| v.clone()),
+        _ => None,
+    };
+    // A miss parses, verifies, then keeps the parse.
+    let first = plan.evaluate(&request(b"GET", b"/x", &headers), &mut env);
+    assert_eq!(sub(&first).as_deref(), Some("alice"));
+    assert_eq!(env.kept.len(), 1);
+    // Mark the kept copy, so its use shows in the claim header.
+    for jwt in env.kept.values_mut() {
+        let mut marked = (**jwt).clone();
+        marked.claims.insert("sub".into(), json!("kept-copy"));
+        *jwt = Rc::new(marked);
+    }
+    let hit = plan.evaluate(&request(b"GET", b"/x", &headers), &mut env);
+    assert_eq!(sub(&hit).as_deref(), Some("kept-copy"));
+    // Time is still checked against the kept copy.
+    env.now = NOW + 600 + 61;
+    assert_eq!(
+        denied(&plan.evaluate(&request(b"GET", b"/x", &headers), &mut env)),
+        Some(Status::JwtExpired)
+    );
+    env.now = NOW;
+    // Without a cache hit the kept copy is never consulted: the token is
+    // parsed (and verified) again, and the fresh parse is kept.
+    env.cache.clear();
+    let miss = plan.evaluate(&request(b"GET", b"/x", &headers), &mut env);
+    assert_eq!(sub(&miss).as_deref(), Some("alice"));
+    let hit = plan.evaluate(&request(b"GET", b"/x", &headers), &mut env);
+    assert_eq!(sub(&hit).as_deref(), Some("alice"));
 }
 
 proptest::proptest! {

@@ -13,15 +13,75 @@
 //! entry is only ever used until `exp` (plus clock skew). Like jwt_authn's
 //! cache, entries outlive a JWKS rotation until they expire.
 
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::rc::Rc;
+
+use crate::jwt::Jwt;
+
+/// `token`'s slot in a table of `size` slots.
+#[must_use]
+pub fn slot(size: u32, token: &[u8]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    token.hash(&mut hasher);
+    hasher.finish() % u64::from(size.max(1))
+}
+
+/// The shared-data key of `slot` in the table of the provider with this
+/// fingerprint.
+#[must_use]
+pub fn key(fingerprint: u64, slot: u64) -> String {
+    format!("jwt_auth.cache.{fingerprint:016x}.{slot}")
+}
 
 /// The shared-data key of `token`'s slot.
 #[must_use]
 pub fn slot_key(fingerprint: u64, size: u32, token: &[u8]) -> String {
-    let mut hasher = DefaultHasher::new();
-    token.hash(&mut hasher);
-    let slot = hasher.finish() % u64::from(size.max(1));
-    format!("jwt_auth.cache.{fingerprint:016x}.{slot}")
+    key(fingerprint, slot(size, token))
+}
+
+/// Whether an entry with this `exp` (`None`: the token has none) may still
+/// be used at `now`, with `skew` seconds of grace as for `exp` itself.
+#[must_use]
+pub fn fresh(exp: Option<u64>, now: u64, skew: u64) -> bool {
+    now <= exp.unwrap_or(u64::MAX).saturating_add(skew)
+}
+
+/// One VM's parsed copies of verified tokens, in front of the shared
+/// table: a token found here (byte-equal, not expired) is a cache hit with
+/// no host call and no decoding (base64 and JSON, most of a hit's own
+/// work), as in jwt_authn's per-worker cache. A token verified by this VM,
+/// or found in the shared table, is kept here. Per provider it is
+/// direct-mapped on the shared table's slots, so it holds at most
+/// `jwt_cache_size` tokens per provider and VM, and only slots that were
+/// used take memory.
+#[derive(Debug, Default)]
+pub struct ParsedTokens {
+    providers: Vec<HashMap<u64, KeptToken>>,
+}
+
+/// A token's bytes and its parsed form.
+type KeptToken = (Box<[u8]>, Rc<Jwt>);
+
+impl ParsedTokens {
+    /// The parsed copy of `token` in `slot` of `provider`'s table, if it is
+    /// the same token.
+    #[must_use]
+    pub fn get(&self, provider: usize, slot: u64, token: &[u8]) -> Option<Rc<Jwt>> {
+        let (kept, jwt) = self.providers.get(provider)?.get(&slot)?;
+        (**kept == *token).then(|| Rc::clone(jwt))
+    }
+
+    /// Keeps `jwt`, parsed from `token`, in `slot` of `provider`'s table,
+    /// replacing whatever that slot held.
+    pub fn keep(&mut self, provider: usize, slot: u64, token: &[u8], jwt: &Rc<Jwt>) {
+        if self.providers.len() <= provider {
+            self.providers.resize_with(provider + 1, HashMap::new);
+        }
+        if let Some(table) = self.providers.get_mut(provider) {
+            table.insert(slot, (token.into(), Rc::clone(jwt)));
+        }
+    }
 }
 
 /// The stored value for `token`.
@@ -41,12 +101,13 @@ pub fn hit(value: &[u8], token: &[u8], now: u64, skew: u64) -> bool {
         return false;
     };
     let exp = u64::from_le_bytes(exp.try_into().unwrap_or([0; 8]));
-    stored == token && now <= exp.saturating_add(skew)
+    stored == token && fresh(Some(exp), now, skew)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
 
     #[test]
     fn entries_hit_only_the_same_token_until_exp() {
@@ -57,6 +118,32 @@ mod tests {
         assert!(!hit(&value, b"a.b.d", 0, 0));
         assert!(hit(&encode(b"t", None), b"t", u64::MAX, 0));
         assert!(!hit(b"short", b"t", 0, 0));
+    }
+
+    #[test]
+    fn parsed_tokens_answer_only_the_same_bytes_and_one_per_slot() {
+        let token = |exp: u64| {
+            let claims = serde_json::json!({"iss": "i", "exp": exp});
+            let header = crate::jwt::B64URL.encode(r#"{"alg":"HS256"}"#);
+            format!(
+                "{header}.{}.c2ln",
+                crate::jwt::B64URL.encode(claims.to_string())
+            )
+        };
+        let (a, b) = (token(1), token(2));
+        let parsed = |t: &str| Rc::new(crate::jwt::parse(t.as_bytes(), 8192).unwrap());
+        let mut kept = ParsedTokens::default();
+        assert!(kept.get(0, 0, a.as_bytes()).is_none());
+        kept.keep(1, 0, a.as_bytes(), &parsed(&a));
+        assert_eq!(kept.get(1, 0, a.as_bytes()).unwrap().exp, Some(1));
+        // Another provider, another slot, other bytes: no answer.
+        assert!(kept.get(0, 0, a.as_bytes()).is_none());
+        assert!(kept.get(1, 1, a.as_bytes()).is_none());
+        assert!(kept.get(1, 0, b.as_bytes()).is_none());
+        // A new token in the slot replaces the old one.
+        kept.keep(1, 0, b.as_bytes(), &parsed(&b));
+        assert!(kept.get(1, 0, a.as_bytes()).is_none());
+        assert_eq!(kept.get(1, 0, b.as_bytes()).unwrap().exp, Some(2));
     }
 
     #[test]

@@ -16,9 +16,10 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 use crate::auth::{Env, Keys, Mutations, Outcome, Plan};
-use crate::config::{self, Config, JwksSource, Remote};
+use crate::config::{self, Config, JwksSource, Provider, Remote};
 use crate::extract::Request;
 use crate::jwks::{self, Jwks};
+use crate::jwt::Jwt;
 use crate::status::{self, Status};
 use crate::{cache, stats};
 
@@ -58,6 +59,8 @@ struct ProviderKeys {
 struct State {
     plan: Plan,
     keys: Vec<ProviderKeys>,
+    /// Parsed copies of cached tokens, for this VM's cache hits.
+    parsed: cache::ParsedTokens,
     /// Streams paused until keys arrive.
     waiting: Vec<u32>,
     counters: HashMap<&'static str, u32>,
@@ -130,6 +133,8 @@ fn decide(state: &mut State, context_id: u32) -> bool {
         let mut env = StateEnv {
             plan: &state.plan,
             keys: &mut state.keys,
+            parsed: &mut state.parsed,
+            last_slot: None,
             now: now(),
             lookups: CacheLookups::default(),
         };
@@ -173,8 +178,34 @@ fn state_plan<'s>(env: &StateEnv<'s>) -> &'s Plan {
 struct StateEnv<'s> {
     plan: &'s Plan,
     keys: &'s mut Vec<ProviderKeys>,
+    parsed: &'s mut cache::ParsedTokens,
+    /// `(provider, slot)` of the last cache lookup.
+    last_slot: Option<(usize, u64)>,
     now: SystemTime,
     lookups: CacheLookups,
+}
+
+impl<'s> StateEnv<'s> {
+    /// The provider (with its cache on) and `token`'s slot in its tables.
+    /// The slot of the last [`Env::cache_lookup`] is reused for the calls
+    /// that follow it for the same token (keep, insert), saving a hash of
+    /// the whole token. A reused slot can never admit another token's
+    /// claims: both tables compare the stored token byte for byte.
+    fn slot(
+        &mut self,
+        provider: usize,
+        token: &[u8],
+        recompute: bool,
+    ) -> Option<(&'s Provider, u64)> {
+        let p = self.plan.config.providers.get(provider)?;
+        let size = p.jwt_cache_size?;
+        let slot = match self.last_slot {
+            Some((last, slot)) if !recompute && last == provider => slot,
+            _ => cache::slot(size, token),
+        };
+        self.last_slot = Some((provider, slot));
+        Some((p, slot))
+    }
 }
 
 impl Env for StateEnv<'_> {
@@ -219,14 +250,20 @@ impl Env for StateEnv<'_> {
     }
 
     fn cache_lookup(&mut self, provider: usize, token: &[u8]) -> bool {
-        let Some(p) = self.plan.config.providers.get(provider) else {
+        let Some((p, slot)) = self.slot(provider, token, true) else {
             return false;
         };
-        let key = cache::slot_key(p.fingerprint, p.jwt_cache_size.unwrap_or(1), token);
-        let hit = match hostcalls::get_shared_data(&key) {
-            Ok((Some(value), _)) => cache::hit(&value, token, self.now(), p.clock_skew),
-            _ => false,
-        };
+        let now = self.now();
+        // This VM's copy first: a hit there needs no host call.
+        let kept = self
+            .parsed
+            .get(provider, slot, token)
+            .is_some_and(|jwt| cache::fresh(jwt.exp, now, p.clock_skew));
+        let hit = kept
+            || match hostcalls::get_shared_data(&cache::key(p.fingerprint, slot)) {
+                Ok((Some(value), _)) => cache::hit(&value, token, now, p.clock_skew),
+                _ => false,
+            };
         let tally = if hit {
             &mut self.lookups.hits
         } else {
@@ -237,12 +274,23 @@ impl Env for StateEnv<'_> {
     }
 
     fn cache_insert(&mut self, provider: usize, token: &[u8], exp: Option<u64>) {
-        let Some(p) = self.plan.config.providers.get(provider) else {
+        let Some((p, slot)) = self.slot(provider, token, false) else {
             return;
         };
-        let key = cache::slot_key(p.fingerprint, p.jwt_cache_size.unwrap_or(1), token);
+        let key = cache::key(p.fingerprint, slot);
         // cas None: last writer wins; a lost race only costs a re-verify.
         let _ = hostcalls::set_shared_data(&key, Some(&cache::encode(token, exp)), None);
+    }
+
+    fn parsed(&mut self, provider: usize, token: &[u8]) -> Option<Rc<Jwt>> {
+        let (_, slot) = self.slot(provider, token, false)?;
+        self.parsed.get(provider, slot, token)
+    }
+
+    fn keep_parsed(&mut self, provider: usize, token: &[u8], jwt: &Rc<Jwt>) {
+        if let Some((_, slot)) = self.slot(provider, token, false) {
+            self.parsed.keep(provider, slot, token, jwt);
+        }
     }
 
     fn now(&self) -> u64 {
@@ -581,6 +629,7 @@ impl JwtAuthRoot {
         self.state = Some(Rc::new(RefCell::new(State {
             plan,
             keys,
+            parsed: cache::ParsedTokens::default(),
             waiting: Vec::new(),
             counters,
         })));
