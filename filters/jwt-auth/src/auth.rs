@@ -73,6 +73,14 @@ impl Mutations {
         self.remove.is_empty() && self.add.is_empty() && self.path.is_none()
     }
 
+    /// The host calls that make these changes one header at a time: a
+    /// removal per removed or added name, an addition per added header,
+    /// and one `:path` write.
+    #[must_use]
+    pub fn single_writes(&self) -> usize {
+        self.remove.len() + 2 * self.add.len() + usize::from(self.path.is_some())
+    }
+
     /// Applies the changes to a header list (including `:path`).
     pub fn apply(&self, headers: &mut Vec<(String, Vec<u8>)>) {
         let added: Vec<&str> = self.add.iter().map(|(n, _)| n.as_str()).collect();

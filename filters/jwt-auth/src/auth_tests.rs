@@ -218,6 +218,17 @@ fn verified_token_is_removed_and_claims_become_headers() {
 }
 
 #[test]
+fn single_writes_count_the_host_calls_of_a_header_by_header_apply() {
+    let mut m = Mutations::default();
+    assert_eq!(m.single_writes(), 0);
+    m.remove.push("authorization".into());
+    m.add.push(("x-sub".into(), "alice".into()));
+    assert_eq!(m.single_writes(), 3);
+    m.path = Some(b"/x".to_vec());
+    assert_eq!(m.single_writes(), 4);
+}
+
+#[test]
 fn query_token_is_stripped_from_the_path_unless_forwarded() {
     let plan_strip = plan("", &rules(r#"{"provider_name": "a"}"#));
     let path = format!("/x?access_token={}&y=1", good_a());

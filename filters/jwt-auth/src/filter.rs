@@ -300,18 +300,29 @@ impl Env for StateEnv<'_> {
     }
 }
 
+/// Up to this many single-header host calls, [`apply`] makes them instead
+/// of one whole-map write. Measured in Envoy 1.40 (V8) on 2026-11-24 with
+/// the bench's 9-header request: three calls (remove the token, remove and
+/// add one claim header) cost 1.6 µs less per request than rewriting the
+/// map, which Envoy clears and rebuilds. (Names the request lacks are no
+/// longer removed, so that request now takes two.) A single write costs about
+/// 0.2 µs, so the whole-map write only pays from about ten calls on.
+const MAX_SINGLE_WRITES: usize = 8;
+
 /// Applies an allowed request's changes to the host's request map.
 ///
-/// Normally one whole-map write (`proxy_set_header_map_pairs`). The SDK's
-/// setter takes names as `&str`, so when the map holds names that are not
-/// UTF-8 (`non_utf8`, see [`decide`]) a whole-map write would drop them;
-/// the same changes are then made one header at a time, which leaves those
-/// headers untouched. Both ways give the map [`Mutations::apply`] describes:
-/// removed and re-added names lose every earlier value, additions go to the
-/// end, `:path` is replaced.
+/// One header at a time when that takes at most [`MAX_SINGLE_WRITES`] host
+/// calls, else one whole-map write (`proxy_set_header_map_pairs`). The
+/// SDK's whole-map setter takes names as `&str`, so when the map holds
+/// names that are not UTF-8 (`non_utf8`, see [`decide`]) it would drop
+/// them: the changes are then always made one header at a time, which
+/// leaves those headers untouched. Both ways give the map
+/// [`Mutations::apply`] describes: removed and re-added names lose every
+/// earlier value, additions go to the end, `:path` is replaced.
 fn apply(headers: &mut Vec<(String, Vec<u8>)>, non_utf8: &[RawHeader], mutations: &Mutations) {
     if !mutations.is_empty() {
-        let result = if non_utf8.is_empty() {
+        let whole_map = non_utf8.is_empty() && mutations.single_writes() > MAX_SINGLE_WRITES;
+        let result = if whole_map {
             mutations.apply(headers);
             let pairs: Vec<(&str, &[u8])> = headers
                 .iter()
@@ -319,7 +330,7 @@ fn apply(headers: &mut Vec<(String, Vec<u8>)>, non_utf8: &[RawHeader], mutations
                 .collect();
             hostcalls::set_map_bytes(MapType::HttpRequestHeaders, pairs)
         } else {
-            apply_one_by_one(mutations)
+            apply_one_by_one(headers, mutations)
         };
         if let Err(e) = result {
             log(
@@ -334,11 +345,22 @@ fn apply(headers: &mut Vec<(String, Vec<u8>)>, non_utf8: &[RawHeader], mutations
 }
 
 /// [`Mutations::apply`] as single-header host calls; the first error stops.
-fn apply_one_by_one(mutations: &Mutations) -> Result<(), proxy_wasm::types::Status> {
+fn apply_one_by_one(
+    present: &[(String, Vec<u8>)],
+    mutations: &Mutations,
+) -> Result<(), proxy_wasm::types::Status> {
     let map = MapType::HttpRequestHeaders;
     let added = mutations.add.iter().map(|(name, _)| name);
+    // Only names the request has need removing, each once: the request map
+    // was read at the start of this decision and nothing changed it since.
+    let mut removed: Vec<&str> = Vec::new();
     for name in mutations.remove.iter().chain(added) {
+        let has = present.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+        if !has || removed.contains(&name.as_str()) {
+            continue;
+        }
         hostcalls::remove_map_value(map, name)?;
+        removed.push(name);
     }
     for (name, value) in &mutations.add {
         hostcalls::add_map_value_bytes(map, name, value.as_bytes())?;

@@ -163,6 +163,72 @@ fn valid_rs256_token_passes_with_claim_header_and_without_the_token() {
 }
 
 #[test]
+fn header_by_header_and_whole_map_writes_give_the_same_request() {
+    // One claim header: three single writes. Five: eleven, past the
+    // filter's limit, so one whole-map write.
+    let one = json!([{"header_name": "x-jwt-sub", "claim_name": "sub"}]);
+    let five = json!([
+        {"header_name": "x-jwt-sub", "claim_name": "sub"},
+        {"header_name": "x-jwt-iss", "claim_name": "iss"},
+        {"header_name": "x-jwt-aud", "claim_name": "aud"},
+        {"header_name": "x-jwt-exp", "claim_name": "exp"},
+        {"header_name": "x-jwt-team", "claim_name": "team"},
+    ]);
+    let token = rs256("k1", &claims(json!({"team": "blue"})));
+    let upstream = |claim_to_headers: &Value| -> Vec<(String, String)> {
+        let config = local_config(
+            json!({"claim_to_headers": claim_to_headers}),
+            &[rsa_jwk("k1")],
+        );
+        let mut host = host(&config, 1);
+        let request = get("/api", &token)
+            .header("x-jwt-sub", "spoofed")
+            .header("x-jwt-team", "spoofed")
+            .header("x-jwt-sub", "spoofed-again")
+            .header("x-keep", "1");
+        let exchange = host.send(request);
+        assert_eq!(exchange.status, 200, "{exchange:?}");
+        exchange
+            .upstream
+            .unwrap()
+            .headers
+            .into_iter()
+            .map(|(n, v)| (String::from_utf8(n).unwrap(), String::from_utf8(v).unwrap()))
+            // Only the headers the test sent or the filter writes (the
+            // host adds `x-request-id` and `x-forwarded-proto` as Envoy does).
+            .filter(|(n, _)| n.starts_with("x-jwt-") || n == "x-keep" || n == "authorization")
+            .collect()
+    };
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    // The token and every spoofed copy of an added header are gone; the
+    // claim headers come last, in config order.
+    assert_eq!(
+        upstream(&one),
+        pairs(&[
+            ("x-jwt-team", "spoofed"),
+            ("x-keep", "1"),
+            ("x-jwt-sub", "alice")
+        ])
+    );
+    let exp = (NOW + 3600).to_string();
+    assert_eq!(
+        upstream(&five),
+        pairs(&[
+            ("x-keep", "1"),
+            ("x-jwt-sub", "alice"),
+            ("x-jwt-iss", "https://idp.example"),
+            ("x-jwt-aud", "api"),
+            ("x-jwt-exp", &exp),
+            ("x-jwt-team", "blue"),
+        ])
+    );
+}
+
+#[test]
 fn failures_answer_like_jwt_authn() {
     let mut host = host(&local_config(json!({}), &[rsa_jwk("k1")]), 1);
     let missing = host.send(Request::get("/api?x=1"));
