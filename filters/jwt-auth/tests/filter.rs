@@ -630,12 +630,15 @@ proptest::proptest! {
 /// worker VMs through shared data.
 ///
 /// The cache (`src/cache.rs`) is direct-mapped: a token's slot is
-/// `DefaultHasher(token) % jwt_cache_size` and the slot stores `exp` and the
+/// `DefaultHasher(last 32 bytes) % jwt_cache_size` (a forged token, which
+/// carries another token's signature, lands in that token's slot) and the
+/// slot stores `exp` and the
 /// *whole* token; a lookup hits only on a byte-equal token that has not
 /// passed `exp + clock_skew`. So a hash collision (two tokens, one slot, the
 /// only way the 64-bit hash is truncated) can only evict, never hand one
-/// token's verification to another; and claims are always parsed from the
-/// presented token, never from the cache. These tests check exactly that
+/// token's verification to another; and claims always come from the
+/// presented token's own bytes (parsed, or this VM's kept parse of the
+/// byte-equal token). These tests check exactly that
 /// from the outside, against a model of the table, with every read of the
 /// table observed through host-test's shared-data hook.
 mod cache_contention {
@@ -703,13 +706,14 @@ mod cache_contention {
         }
     }
 
-    /// The slot index the Wasm module computes: `DefaultHasher` over
-    /// `[u8]`'s `Hash`, which writes the length as a `usize` first; the
-    /// module is wasm32, so that is 4 bytes here, not 8.
+    /// The slot index the Wasm module computes: `DefaultHasher` over the
+    /// last 32 bytes' `[u8]` `Hash`, which writes the length as a `usize`
+    /// first; the module is wasm32, so that is 4 bytes here, not 8.
     fn slot_of(token: &str, size: u32) -> u64 {
+        let tail = &token.as_bytes()[token.len().saturating_sub(32)..];
         let mut hasher = DefaultHasher::new();
-        hasher.write(&u32::try_from(token.len()).unwrap().to_le_bytes());
-        hasher.write(token.as_bytes());
+        hasher.write(&u32::try_from(tail.len()).unwrap().to_le_bytes());
+        hasher.write(tail);
         hasher.finish() % u64::from(size)
     }
 
