@@ -650,7 +650,9 @@ impl HttpContext for RateLimitStream {
         let Ok(mut core) = core.try_borrow_mut() else {
             return Action::Continue;
         };
-        let path = request_header(":path");
+        let path = (core.plan.needs_path() || core.global_plan.needs_path())
+            .then(|| request_header(":path"))
+            .flatten();
         let method = (core.plan.needs_method() || core.global_plan.needs_method())
             .then(|| request_header(":method"))
             .flatten();

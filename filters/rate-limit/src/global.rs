@@ -56,6 +56,7 @@ struct PlannedGlobal {
 pub struct GlobalPlan {
     rules: Vec<PlannedGlobal>,
     needs_method: bool,
+    needs_path: bool,
 }
 
 /// A call to make: rule `rule` (a position in [`Config::global`]) asks its
@@ -82,9 +83,17 @@ impl GlobalPlan {
             })
             .collect();
         let needs_method = rules.iter().any(|r| r.method.is_some());
+        let needs_path = rules.iter().any(|r| {
+            r.path != PathMatch::Any
+                || r.descriptors
+                    .iter()
+                    .flatten()
+                    .any(|e| matches!(e.from, Source::Path | Source::QueryParam(_)))
+        });
         Self {
             rules,
             needs_method,
+            needs_path,
         }
     }
 
@@ -96,6 +105,12 @@ impl GlobalPlan {
     /// Whether any global rule matches on `:method`.
     pub fn needs_method(&self) -> bool {
         self.needs_method
+    }
+
+    /// Whether any rule matches on the path or has a `path` or
+    /// `query_param` descriptor entry (saves a host call otherwise).
+    pub fn needs_path(&self) -> bool {
+        self.needs_path
     }
 
     /// Appends a [`Call`] for every global rule that applies to the request

@@ -39,6 +39,7 @@ struct PlannedRule {
 pub struct Plan {
     rules: Vec<PlannedRule>,
     needs_method: bool,
+    needs_path: bool,
 }
 
 /// Tags keep sources apart in the hash: header `a: 1.2.3.4` and client IP
@@ -69,15 +70,28 @@ impl Plan {
             })
             .collect::<Vec<_>>();
         let needs_method = rules.iter().any(|r| r.method.is_some());
+        let needs_path = rules.iter().any(|r| {
+            r.path != PathMatch::Any
+                || r.key
+                    .iter()
+                    .any(|k| matches!(k, KeySource::Path | KeySource::QueryParam(_)))
+        });
         Self {
             rules,
             needs_method,
+            needs_path,
         }
     }
 
     /// Whether any rule matches on `:method` (saves a host call otherwise).
     pub fn needs_method(&self) -> bool {
         self.needs_method
+    }
+
+    /// Whether any rule matches on the path or keys by the path or a query
+    /// parameter (saves a host call otherwise).
+    pub fn needs_path(&self) -> bool {
+        self.needs_path
     }
 
     /// Appends a [`Hit`] for every rule that applies to the request, in rule
@@ -289,6 +303,29 @@ mod tests {
         assert_eq!(rules("/login?next=/", "POST", &mut request), [1, 2]);
         assert_eq!(rules("/login", "GET", &mut request), [2]);
         assert_eq!(rules("/login/x", "POST", &mut request), [2]);
+    }
+
+    #[test]
+    fn the_path_is_needed_only_by_path_matches_and_path_or_query_keys() {
+        let needs = |rules: &str| plan(rules, 16).needs_path();
+        assert!(!needs(&format!(
+            r#"[{{"name": "h", "key": [{{"header": "x-user"}}], {BUCKET}}}]"#
+        )));
+        assert!(!needs(&format!(
+            r#"[{{"name": "ip", "key": [{{"client_ip": {{}}}}], {BUCKET}}}]"#
+        )));
+        assert!(needs(&format!(
+            r#"[{{"name": "api", "match": {{"prefix": "/api"}}, {BUCKET}}}]"#
+        )));
+        assert!(needs(&format!(
+            r#"[{{"name": "x", "match": {{"path": "/x"}}, {BUCKET}}}]"#
+        )));
+        assert!(needs(&format!(
+            r#"[{{"name": "p", "key": [{{"path": {{}}}}], {BUCKET}}}]"#
+        )));
+        assert!(needs(&format!(
+            r#"[{{"name": "q", "key": [{{"header": "x-user"}}, {{"query_param": "k"}}], {BUCKET}}}]"#
+        )));
     }
 
     #[test]

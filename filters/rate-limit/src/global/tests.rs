@@ -89,6 +89,25 @@ fn the_issue_config_needs_its_fallback_bucket() {
 }
 
 #[test]
+fn the_path_is_needed_only_by_path_matches_and_path_or_query_entries() {
+    let needs = |matcher: &str, from: &str| {
+        let json = format!(
+            r#"{{"rules": [{{"name": "g"{matcher}, "global": {{"cluster": "c", "domain": "d",
+                "descriptors": [[{{"key": "k", "from": {from}}}]]}}}}]}}"#
+        );
+        plan(&json).needs_path()
+    };
+    assert!(!needs("", r#"{"header": "x-user"}"#));
+    assert!(!needs("", r#""authority""#));
+    assert!(needs(
+        r#", "match": {"prefix": "/api"}"#,
+        r#"{"header": "x-user"}"#
+    ));
+    assert!(needs("", r#""path""#));
+    assert!(needs("", r#"{"query_param": "k"}"#));
+}
+
+#[test]
 fn global_defaults_follow_envoy() {
     let config = validate(
         global_rule(r#"{"cluster": "rl", "domain": "d", "descriptors": [[{"key": "k", "from": {"value": "v"}}]]}"#)
