@@ -188,9 +188,9 @@ struct StateEnv<'s> {
 impl<'s> StateEnv<'s> {
     /// The provider (with its cache on) and `token`'s slot in its tables.
     /// The slot of the last [`Env::cache_lookup`] is reused for the calls
-    /// that follow it for the same token (keep, insert), saving a hash of
-    /// the whole token. A reused slot can never admit another token's
-    /// claims: both tables compare the stored token byte for byte.
+    /// that follow it for the same token (keep, insert), saving a hash. A
+    /// reused slot can never admit another token's claims: both tables
+    /// compare the stored token byte for byte.
     fn slot(
         &mut self,
         provider: usize,
