@@ -6,10 +6,10 @@
 //! Key `jwt_auth.cache.<provider fingerprint, hex>.<slot>`, where `slot` is
 //! SipHash-1-3 (fixed keys, so every VM agrees) of the token's last 32
 //! bytes (see [`slot`]) modulo the size. Value: `exp` as 8 bytes
-//! little-endian (`u64::MAX` for none), then the whole token. A lookup hits only when the stored token is byte-equal,
-//! so a hash collision (even a crafted one) can only evict, never admit.
-//! The table never grows past `size` entries per provider; a new token
-//! overwrites its slot. Time claims are re-checked on every hit, so an
+//! little-endian (`u64::MAX` for none), then the whole token. A lookup
+//! hits only when the stored token is byte-equal, so a hash collision (even
+//! a crafted one) can only evict, never admit. The table never grows past
+//! `size` entries per provider; a new token overwrites its slot. Time claims are re-checked on every hit, so an
 //! entry is only ever used until `exp` (plus clock skew). Like jwt_authn's
 //! cache, entries outlive a JWKS rotation until they expire.
 
