@@ -258,13 +258,7 @@ impl Envoy {
 
     /// The last lines of Envoy's log.
     pub fn log_tail(&self) -> String {
-        let file = match fs::File::open(self.dir.join("envoy.log")) {
-            Ok(f) => f,
-            Err(e) => return format!("(no log: {e})"),
-        };
-        let lines: Vec<String> = BufReader::new(file).lines().map_while(Result::ok).collect();
-        let start = lines.len().saturating_sub(LOG_TAIL_LINES);
-        lines.get(start..).unwrap_or_default().join("\n")
+        file_tail(&self.dir.join("envoy.log"), LOG_TAIL_LINES)
     }
 
     /// The directory holding `envoy.yaml` and `envoy.log`.
@@ -323,6 +317,17 @@ pub fn kill_envoys_on_panic() {
     }));
 }
 
+/// The last `count` lines of the file at `path`, or why it cannot be read.
+pub(crate) fn file_tail(path: &Path, count: usize) -> String {
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => return format!("(no log: {e})"),
+    };
+    let lines: Vec<String> = BufReader::new(file).lines().map_while(Result::ok).collect();
+    let start = lines.len().saturating_sub(count);
+    lines.get(start..).unwrap_or_default().join("\n")
+}
+
 /// Envoy did not come up: why, and its whole log.
 #[derive(Debug)]
 pub struct StartFailure {
@@ -364,4 +369,21 @@ pub(crate) fn temp_dir_for(kind: &str) -> PathBuf {
     ));
     fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
     dir
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_tail_keeps_the_last_lines_and_says_why_a_file_is_missing() {
+        let dir = std::env::temp_dir().join(format!("e2e-file-tail-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log");
+        fs::write(&path, "one\ntwo\nthree\n").unwrap();
+        assert_eq!(file_tail(&path, 2), "two\nthree");
+        assert_eq!(file_tail(&path, 10), "one\ntwo\nthree");
+        assert!(file_tail(&dir.join("absent"), 2).starts_with("(no log: "));
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -5,11 +5,11 @@
 //! `panic = "abort"` binary too.
 
 use std::fs;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
-use crate::envoy::{running, temp_dir_for};
+use crate::envoy::{file_tail, running, temp_dir_for};
 
 /// Lines of a helper's log printed when a test fails.
 const LOG_TAIL_LINES: usize = 40;
@@ -94,13 +94,7 @@ impl Process {
 
     /// The last lines of the log.
     pub fn log_tail(&self) -> String {
-        let file = match fs::File::open(&self.log) {
-            Ok(f) => f,
-            Err(e) => return format!("(no log: {e})"),
-        };
-        let lines: Vec<String> = BufReader::new(file).lines().map_while(Result::ok).collect();
-        let start = lines.len().saturating_sub(LOG_TAIL_LINES);
-        lines.get(start..).unwrap_or_default().join("\n")
+        file_tail(&self.log, LOG_TAIL_LINES)
     }
 }
 
