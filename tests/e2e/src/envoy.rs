@@ -271,13 +271,10 @@ impl Drop for Envoy {
     fn drop(&mut self) {
         let failed = std::thread::panicking();
         if failed {
-            let mut err = io::stderr().lock();
-            let _ = writeln!(
-                err,
-                "---- Envoy log tail ({}, kept in {}) ----\n{}\n---- end of Envoy log ----",
-                self.pid(),
-                self.dir.display(),
-                self.log_tail()
+            print_log_tail(
+                &format!("Envoy (pid {})", self.pid()),
+                &self.dir,
+                &self.log_tail(),
             );
         }
         let _ = self.child.kill();
@@ -315,6 +312,17 @@ pub fn kill_envoys_on_panic() {
                 .status();
         }
     }));
+}
+
+/// Prints a failed test's `tail` of `what`'s log to stderr, with the
+/// directory kept for a closer look.
+pub(crate) fn print_log_tail(what: &str, dir: &Path, tail: &str) {
+    let mut err = io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "---- {what} log tail (kept in {}) ----\n{tail}\n---- end of {what} log ----",
+        dir.display()
+    );
 }
 
 /// The last `count` lines of the file at `path`, or why it cannot be read.

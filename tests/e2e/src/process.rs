@@ -5,11 +5,10 @@
 //! `panic = "abort"` binary too.
 
 use std::fs;
-use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
-use crate::envoy::{file_tail, running, temp_dir_for};
+use crate::envoy::{file_tail, print_log_tail, running, temp_dir_for};
 
 /// Lines of a helper's log printed when a test fails.
 const LOG_TAIL_LINES: usize = 40;
@@ -102,15 +101,7 @@ impl Drop for Process {
     fn drop(&mut self) {
         let failed = std::thread::panicking();
         if failed {
-            let mut err = io::stderr().lock();
-            let _ = writeln!(
-                err,
-                "---- {} log tail (kept in {}) ----\n{}\n---- end of {} log ----",
-                self.name,
-                self.dir.display(),
-                self.log_tail(),
-                self.name
-            );
+            print_log_tail(&self.name, &self.dir, &self.log_tail());
         }
         self.stop();
         if !failed {
