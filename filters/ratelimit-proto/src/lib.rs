@@ -38,6 +38,30 @@ pub struct RateLimitRequest {
     pub hits_addend: u32,
 }
 
+impl RateLimitRequest {
+    /// A request for `domain` whose descriptors are given as lists of
+    /// `(key, value)` entries: the shape tests, tools and benches write.
+    #[must_use]
+    pub fn from_entries(domain: &str, descriptors: &[&[(&str, &str)]], hits_addend: u32) -> Self {
+        Self {
+            domain: domain.into(),
+            descriptors: descriptors
+                .iter()
+                .map(|entries| RateLimitDescriptor {
+                    entries: entries
+                        .iter()
+                        .map(|(key, value)| Entry {
+                            key: (*key).into(),
+                            value: (*value).into(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            hits_addend,
+        }
+    }
+}
+
 /// `envoy.extensions.common.ratelimit.v3.RateLimitDescriptor` (without the
 /// `limit` override and per-descriptor `hits_addend`, which the filter does
 /// not send).
@@ -223,16 +247,7 @@ mod tests {
     /// (descriptor → field 1 entries → key 1, value 2), field 3 varint.
     #[test]
     fn request_encodes_to_the_wire_format() {
-        let request = RateLimitRequest {
-            domain: "mesh".into(),
-            descriptors: vec![RateLimitDescriptor {
-                entries: vec![Entry {
-                    key: "user".into(),
-                    value: "ann".into(),
-                }],
-            }],
-            hits_addend: 1,
-        };
+        let request = RateLimitRequest::from_entries("mesh", &[&[("user", "ann")]], 1);
         let expected: Vec<u8> = [
             &[0x0a, 4][..],
             b"mesh",

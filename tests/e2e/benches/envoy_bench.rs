@@ -854,16 +854,11 @@ fn check_header_parity(settings: &Settings) -> Result<(), String> {
 /// per request, against which `global-wasm`'s own work shows.
 fn global_floor_config() -> String {
     use prost::Message;
-    let message = ratelimit_proto::RateLimitRequest {
-        domain: global::DOMAIN.into(),
-        descriptors: vec![ratelimit_proto::RateLimitDescriptor {
-            entries: vec![ratelimit_proto::Entry {
-                key: global::USER_KEY.into(),
-                value: "bench-client".into(),
-            }],
-        }],
-        hits_addend: 1,
-    }
+    let message = ratelimit_proto::RateLimitRequest::from_entries(
+        global::DOMAIN,
+        &[&[(global::USER_KEY, "bench-client")]],
+        1,
+    )
     .encode_to_vec();
     let hex: String = message.iter().map(|b| format!("{b:02x}")).collect();
     serde_json::json!({"forward_grpc": {

@@ -258,25 +258,9 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
     use super::*;
-    use ratelimit_proto::{Entry, RateLimitDescriptor};
 
     fn request(descriptors: &[&[(&str, &str)]]) -> RateLimitRequest {
-        RateLimitRequest {
-            domain: "mesh".into(),
-            descriptors: descriptors
-                .iter()
-                .map(|entries| RateLimitDescriptor {
-                    entries: entries
-                        .iter()
-                        .map(|(key, value)| Entry {
-                            key: (*key).into(),
-                            value: (*value).into(),
-                        })
-                        .collect(),
-                })
-                .collect(),
-            hits_addend: 0,
-        }
+        RateLimitRequest::from_entries("mesh", descriptors, 0)
     }
 
     fn counter(max_value: u64, remaining: Option<u64>, expires: Option<u64>) -> CounterView {

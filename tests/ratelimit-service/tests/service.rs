@@ -21,9 +21,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ratelimit_proto::{
-    Code, Entry, RateLimitDescriptor, RateLimitRequest, RateLimitResponse, Unit,
-};
+use ratelimit_proto::{Code, RateLimitRequest, RateLimitResponse, Unit};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Channel, Endpoint};
 
@@ -230,22 +228,7 @@ impl Client {
 }
 
 fn request(domain: &str, descriptors: &[&[(&str, &str)]]) -> RateLimitRequest {
-    RateLimitRequest {
-        domain: domain.into(),
-        descriptors: descriptors
-            .iter()
-            .map(|entries| RateLimitDescriptor {
-                entries: entries
-                    .iter()
-                    .map(|(key, value)| Entry {
-                        key: (*key).into(),
-                        value: (*value).into(),
-                    })
-                    .collect(),
-            })
-            .collect(),
-        hits_addend: 1,
-    }
+    RateLimitRequest::from_entries(domain, descriptors, 1)
 }
 
 fn user(name: &str) -> RateLimitRequest {
