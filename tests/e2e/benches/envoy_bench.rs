@@ -289,8 +289,25 @@ fn start_global() -> Result<GlobalService, String> {
     })
 }
 
-fn native_jwt_authn() -> HttpFilter {
-    let mut config = jwt_config();
+/// `config` without its providers' `jwt_cache_config`: both filters then
+/// verify the signature on every request (jwt_authn caches only when the
+/// field is set, and jwt-auth follows it).
+fn uncached(mut config: serde_json::Value) -> serde_json::Value {
+    if let Some(providers) = config
+        .get_mut("providers")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        for provider in providers.values_mut() {
+            if let Some(provider) = provider.as_object_mut() {
+                provider.remove("jwt_cache_config");
+            }
+        }
+    }
+    config
+}
+
+/// Envoy's jwt_authn with `config` (a `JwtAuthentication` in JSON).
+fn native_jwt_authn(mut config: serde_json::Value) -> HttpFilter {
     if let Some(object) = config.as_object_mut() {
         object.insert(
             "@type".into(),
@@ -332,6 +349,8 @@ enum Case {
     CanaryRouter,
     JwtAuth,
     JwtAuthn,
+    JwtAuthUncached,
+    JwtAuthnUncached,
     WasmChain,
     Bundle,
     NativeChain,
@@ -341,7 +360,7 @@ enum Case {
     GlobalFloor,
 }
 
-const CASES: [Case; 17] = [
+const CASES: [Case; 19] = [
     Case::None,
     Case::Noop,
     Case::SecurityHeaders,
@@ -352,6 +371,8 @@ const CASES: [Case; 17] = [
     Case::CanaryRouter,
     Case::JwtAuth,
     Case::JwtAuthn,
+    Case::JwtAuthUncached,
+    Case::JwtAuthnUncached,
     Case::WasmChain,
     Case::Bundle,
     Case::NativeChain,
@@ -374,6 +395,8 @@ impl Case {
             Case::CanaryRouter => "canary-router (Wasm)",
             Case::JwtAuth => "jwt-auth, RS256 cached (Wasm)",
             Case::JwtAuthn => "jwt_authn, RS256 cached (native)",
+            Case::JwtAuthUncached => "jwt-auth, RS256 verified every request (Wasm)",
+            Case::JwtAuthnUncached => "jwt_authn, RS256 verified every request (native)",
             Case::WasmChain => "5 filters, separate (Wasm)",
             Case::Bundle => "5 filters, bundle (Wasm)",
             Case::NativeChain => "jwt_authn + local_ratelimit + header_mutation (native)",
@@ -397,6 +420,8 @@ impl Case {
             Case::CanaryRouter => "canary-router",
             Case::JwtAuth => "jwt-auth",
             Case::JwtAuthn => "jwt-authn",
+            Case::JwtAuthUncached => "jwt-auth-uncached",
+            Case::JwtAuthnUncached => "jwt-authn-uncached",
             Case::WasmChain => "wasm-chain",
             Case::Bundle => "bundle",
             Case::NativeChain => "native-chain",
@@ -416,6 +441,7 @@ impl Case {
                 | Case::RateLimit
                 | Case::CanaryRouter
                 | Case::JwtAuth
+                | Case::JwtAuthUncached
                 | Case::WasmChain
                 | Case::Bundle
                 | Case::GlobalWasm
@@ -506,7 +532,7 @@ impl Case {
                 .stats_config_from(&paths::metrics_stats_tags_manifest())
             }
             Case::NativeChain => base
-                .filter(native_jwt_authn())
+                .filter(native_jwt_authn(jwt_config()))
                 .filter(Case::LocalRateLimit.native_rate_limit())
                 .filter(Case::HeaderMutation.native_filter()),
             Case::JwtAuth => base.filter(HttpFilter::wasm(
@@ -514,7 +540,13 @@ impl Case {
                 &paths::filter_wasm("jwt_auth"),
                 &jwt_config().to_string(),
             )),
-            Case::JwtAuthn => base.filter(native_jwt_authn()),
+            Case::JwtAuthn => base.filter(native_jwt_authn(jwt_config())),
+            Case::JwtAuthUncached => base.filter(HttpFilter::wasm(
+                "jwt_auth",
+                &paths::filter_wasm("jwt_auth"),
+                &uncached(jwt_config()).to_string(),
+            )),
+            Case::JwtAuthnUncached => base.filter(native_jwt_authn(uncached(jwt_config()))),
             Case::GlobalBaseline | Case::GlobalWasm | Case::GlobalNative | Case::GlobalFloor => {
                 self.global_bootstrap()
             }
@@ -1017,6 +1049,8 @@ fn check_jwt(settings: &Settings) -> Result<(), String> {
     let cases = [
         Case::JwtAuth,
         Case::JwtAuthn,
+        Case::JwtAuthUncached,
+        Case::JwtAuthnUncached,
         Case::WasmChain,
         Case::Bundle,
         Case::NativeChain,
