@@ -63,14 +63,29 @@ pub fn metrics_stats_tags_manifest() -> PathBuf {
     repo_root().join("manifests/envoy/metrics-stats-tags.yaml")
 }
 
-/// The rate-limit service binary, `dist/bin/ratelimit-service` (from
-/// `make ratelimit-service`, which builds crate `tests/ratelimit-service`).
+/// The rate-limit service binary: `$RATELIMIT_SERVICE` if set (`make
+/// bench-envoy` points it at the optimised build), else
+/// `dist/bin/ratelimit-service` (from `make ratelimit-service`, which builds
+/// crate `tests/ratelimit-service`).
 ///
 /// # Panics
 ///
-/// If it has not been built.
+/// If it has not been built, or `$RATELIMIT_SERVICE` names no file.
 pub fn ratelimit_service_bin() -> PathBuf {
-    built("dist/bin/ratelimit-service", "make ratelimit-service")
+    match std::env::var_os("RATELIMIT_SERVICE") {
+        Some(bin) => {
+            let path = PathBuf::from(bin);
+            if !path.is_file() {
+                panic!(
+                    "RATELIMIT_SERVICE={} does not exist — run `make ratelimit-service` or \
+                     `make ratelimit-service-optimised`, or fix RATELIMIT_SERVICE",
+                    path.display()
+                );
+            }
+            path
+        }
+        None => built("dist/bin/ratelimit-service", "make ratelimit-service"),
+    }
 }
 
 /// The rate-limit service's sample limits, namespace `mesh`:
