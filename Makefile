@@ -11,7 +11,7 @@ WASM_OUT    := $(TARGET_DIR)/$(WASM_TARGET)/release
 # Filter crates shipped to users: dist/filters/<crate_name>.wasm.
 FILTERS  := security_headers metrics rate_limit canary_router jwt_auth
 # Test-only filters that prove host-test's ABI: dist/fixtures/<name>.wasm.
-FIXTURES := conformance noop
+FIXTURES := conformance noop probe
 
 # The dev profile (dependencies at opt-level 1) is shared by tests, scenarios
 # and the demo: one wasmtime build instead of a second, fat-LTO release build.

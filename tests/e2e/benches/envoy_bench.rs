@@ -358,9 +358,13 @@ enum Case {
     GlobalWasm,
     GlobalNative,
     GlobalFloor,
+    FloorSecurityHeaders,
+    FloorMetrics,
+    FloorRateLimit,
+    FloorCanaryRouter,
 }
 
-const CASES: [Case; 19] = [
+const CASES: [Case; 23] = [
     Case::None,
     Case::Noop,
     Case::SecurityHeaders,
@@ -380,6 +384,10 @@ const CASES: [Case; 19] = [
     Case::GlobalWasm,
     Case::GlobalNative,
     Case::GlobalFloor,
+    Case::FloorSecurityHeaders,
+    Case::FloorMetrics,
+    Case::FloorRateLimit,
+    Case::FloorCanaryRouter,
 ];
 
 impl Case {
@@ -404,6 +412,10 @@ impl Case {
             Case::GlobalWasm => "rate-limit global, RLS over gRPC (Wasm)",
             Case::GlobalNative => "ratelimit, RLS over gRPC (native)",
             Case::GlobalFloor => "bare Wasm gRPC callout: dispatch, pause, resume (fixture)",
+            Case::FloorSecurityHeaders => "security-headers' host calls alone (probe)",
+            Case::FloorMetrics => "metrics' host calls alone (probe)",
+            Case::FloorRateLimit => "rate-limit's host calls alone (probe)",
+            Case::FloorCanaryRouter => "canary-router's host calls alone (probe)",
         }
     }
 
@@ -429,6 +441,10 @@ impl Case {
             Case::GlobalWasm => "global-wasm",
             Case::GlobalNative => "global-native",
             Case::GlobalFloor => "global-floor",
+            Case::FloorSecurityHeaders => "floor-security-headers",
+            Case::FloorMetrics => "floor-metrics",
+            Case::FloorRateLimit => "floor-rate-limit",
+            Case::FloorCanaryRouter => "floor-canary-router",
         }
     }
 
@@ -446,6 +462,10 @@ impl Case {
                 | Case::Bundle
                 | Case::GlobalWasm
                 | Case::GlobalFloor
+                | Case::FloorSecurityHeaders
+                | Case::FloorMetrics
+                | Case::FloorRateLimit
+                | Case::FloorCanaryRouter
         )
     }
 
@@ -550,6 +570,73 @@ impl Case {
             Case::GlobalBaseline | Case::GlobalWasm | Case::GlobalNative | Case::GlobalFloor => {
                 self.global_bootstrap()
             }
+            Case::FloorSecurityHeaders
+            | Case::FloorMetrics
+            | Case::FloorRateLimit
+            | Case::FloorCanaryRouter => base
+                .filter(HttpFilter::wasm(
+                    "probe",
+                    &paths::fixture_wasm("probe"),
+                    &self.probe_script().to_string(),
+                ))
+                .stats_config_from(&paths::metrics_stats_tags_manifest()),
+        }
+    }
+
+    /// For the floor cases: the host calls the filter makes per request
+    /// with its bench config on the bench's request and `direct_response`
+    /// answer (read from its adapter, `filters/<name>/src/filter.rs`), as a
+    /// script for the probe fixture, which makes them with no filter logic.
+    fn probe_script(self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            // x-forwarded-proto for HSTS; then the counter, the response map
+            // and, for owasp's many edits, one whole-map write.
+            Case::FloorSecurityHeaders => json!({
+                "request_headers": [["get", "request", "x-forwarded-proto"]],
+                "response_headers": [
+                    ["counter", "probe.responses"],
+                    ["map", "response"],
+                    ["rewrite", "response", security_headers::profiles::OWASP_REMOVE,
+                     security_headers::profiles::OWASP_ADD
+                         .iter()
+                         .map(|(name, value)| [name, value])
+                         .collect::<Vec<_>>()],
+                ],
+            }),
+            // Three labels wanted at request start: one map read; `:status`,
+            // the clock, a counter, three histograms and the gauge at the end.
+            Case::FloorMetrics => json!({
+                "request_headers": [["time"], ["map", "request"], ["gauge", "probe.active", 1]],
+                "log": [
+                    ["get", "response", ":status"], ["time"], ["counter", "probe.requests"],
+                    ["histogram", "probe.duration", 1], ["histogram", "probe.request_bytes", 0],
+                    ["histogram", "probe.response_bytes", 2], ["gauge", "probe.active", -1],
+                ],
+            }),
+            // The key header, the clock, the bucket's read and CAS write, the
+            // allowed counter; the two draft headers on the response.
+            Case::FloorRateLimit => json!({
+                "request_headers": [
+                    ["get", "request", "x-user"], ["time"],
+                    ["shared_cas", "probe.bucket.bench-client", "0123456789abcdef"],
+                    ["counter", "probe.allowed"],
+                ],
+                "response_headers": [
+                    ["replace", "response", "ratelimit-policy", "\"per_client\";q=1000000000;w=3600"],
+                    ["replace", "response", "ratelimit", "\"per_client\";r=999999999;t=3600"],
+                ],
+            }),
+            // The request map (cookie rules), the route header, the route
+            // re-match, the version counter; the version on the response.
+            Case::FloorCanaryRouter => json!({
+                "request_headers": [
+                    ["map", "request"], ["replace", "request", "x-canary-version", "v1"],
+                    ["clear_route_cache"], ["counter", "probe.v1"],
+                ],
+                "response_headers": [["replace", "response", "x-canary-version", "v1"]],
+            }),
+            _ => json!({}),
         }
     }
 
@@ -1601,6 +1688,25 @@ fn print_summary(cases: &[Case], runs: &BTreeMap<Case, Vec<Run>>, connections: u
             "security-headers minus noop (the filter's own work over the Wasm floor): {:.1} µs",
             cpu(Case::SecurityHeaders) - cpu(Case::Noop)
         );
+    }
+    for (floor, filter) in [
+        (Case::FloorSecurityHeaders, Case::SecurityHeaders),
+        (Case::FloorMetrics, Case::Metrics),
+        (Case::FloorRateLimit, Case::RateLimit),
+        (Case::FloorCanaryRouter, Case::CanaryRouter),
+    ] {
+        if has(&[Case::Noop, floor]) {
+            let own = if has(&[filter]) {
+                format!("{:.1} µs", cpu(filter) - cpu(Case::Noop))
+            } else {
+                "not run".to_owned()
+            };
+            println!(
+                "{}: its host calls alone (probe) {:.1} µs over noop; the filter's own work {own}",
+                filter.id(),
+                cpu(floor) - cpu(Case::Noop)
+            );
+        }
     }
     if has(&[Case::Noop, Case::Metrics]) {
         println!(
