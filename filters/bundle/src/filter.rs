@@ -9,6 +9,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use filter_common::header_map;
 use filter_common::stream::{self, Direction, Resume};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -327,13 +328,16 @@ impl BundleStream {
                 return Action::Continue;
             };
             let from = p.start(callback);
-            p.walk(
-                self.context_id,
-                callback,
-                from,
-                &mut others,
-                &mut stream::take,
-            )
+            // The stages read the request headers once between them.
+            header_map::share_request_headers(|| {
+                p.walk(
+                    self.context_id,
+                    callback,
+                    from,
+                    &mut others,
+                    &mut stream::take,
+                )
+            })
         };
         self.park(action == Action::Pause);
         self.resume_others(others);

@@ -107,10 +107,10 @@ enum HostRequest {
     OnDemand { path: Option<Option<Vec<u8>>> },
 }
 
+/// Through `header_map::value`, which the bundle answers from one shared
+/// read of the request map.
 fn request_header(name: &str) -> Option<Vec<u8>> {
-    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
+    header_map::value(MapType::HttpRequestHeaders, name)
 }
 
 impl RequestView for HostRequest {
@@ -229,7 +229,7 @@ impl HttpContext for CanaryStream {
         let route_header = plan.config.route_header.as_str();
         let mut request = if plan.reads_cookies {
             HostRequest::Map(
-                header_map::get(MapType::HttpRequestHeaders)
+                header_map::map(MapType::HttpRequestHeaders)
                     .map(|pairs| header_map::split_utf8(pairs).utf8)
                     .unwrap_or_default(),
             )
@@ -246,11 +246,7 @@ impl HttpContext for CanaryStream {
         // repeated header was overwritten), and host-test does the same. One
         // host call instead of remove + add keeps the request path short.
         if let Some(value) = plan.version_values.get(decision.version) {
-            let _ = hostcalls::set_map_value_bytes(
-                MapType::HttpRequestHeaders,
-                route_header,
-                Some(value),
-            );
+            let _ = header_map::replace(MapType::HttpRequestHeaders, route_header, Some(value));
         }
         if plan.config.clear_route_cache {
             self.clear_route_cache();

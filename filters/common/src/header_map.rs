@@ -34,6 +34,10 @@
 #[allow(unsafe_code)] // The host import and taking over its buffer; see the SAFETY notes there.
 mod abi;
 
+mod shared;
+
+pub use shared::{add, map, replace, set_all, share_request_headers, value, Snapshot};
+
 /// One header as the host holds it: name and value, raw bytes.
 pub type RawHeader = (Vec<u8>, Vec<u8>);
 

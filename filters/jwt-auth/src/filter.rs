@@ -102,7 +102,7 @@ struct CacheLookups {
 /// the busy-state case does: the token, the path and the rules all live in
 /// that map, so neither allowing nor a "Jwt is missing" 401 would be true.
 fn decide(state: &mut State, context_id: u32) -> bool {
-    let (mut headers, non_utf8) = match header_map::get(MapType::HttpRequestHeaders) {
+    let (mut headers, non_utf8) = match header_map::map(MapType::HttpRequestHeaders) {
         Ok(pairs) => {
             let split = header_map::split_utf8(pairs);
             (split.utf8, split.non_utf8)
@@ -328,7 +328,7 @@ fn apply(headers: &mut Vec<(String, Vec<u8>)>, non_utf8: &[RawHeader], mutations
                 .iter()
                 .map(|(n, v)| (n.as_str(), v.as_slice()))
                 .collect();
-            hostcalls::set_map_bytes(MapType::HttpRequestHeaders, pairs)
+            header_map::set_all(MapType::HttpRequestHeaders, &pairs)
         } else {
             apply_one_by_one(headers, mutations)
         };
@@ -359,14 +359,14 @@ fn apply_one_by_one(
         if !has || removed.contains(&name.as_str()) {
             continue;
         }
-        hostcalls::remove_map_value(map, name)?;
+        header_map::replace(map, name, None)?;
         removed.push(name);
     }
     for (name, value) in &mutations.add {
-        hostcalls::add_map_value_bytes(map, name, value.as_bytes())?;
+        header_map::add(map, name, value.as_bytes())?;
     }
     if let Some(path) = &mutations.path {
-        hostcalls::set_map_value_bytes(map, ":path", Some(path))?;
+        header_map::replace(map, ":path", Some(path))?;
     }
     Ok(())
 }

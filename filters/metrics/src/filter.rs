@@ -22,8 +22,10 @@ fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
+/// Through `header_map::value`, which the bundle answers from one shared
+/// read of the request map.
 fn header(map: MapType, name: &str) -> Option<Vec<u8>> {
-    hostcalls::get_map_value_bytes(map, name).ok().flatten()
+    header_map::value(map, name)
 }
 
 /// The host clock (`proxy_get_current_time_nanoseconds`), which host-test
@@ -180,7 +182,7 @@ fn request_labels(labeler: &mut Labeler) -> RequestLabels {
         + usize::from(labeler.wants_path())
         + usize::from(version_header.is_some());
     let (method, path, version) = if wanted >= 2 {
-        let map = header_map::get(MapType::HttpRequestHeaders).unwrap_or_default();
+        let map = header_map::map(MapType::HttpRequestHeaders).unwrap_or_default();
         let find = |wanted: bool, name: &str| {
             wanted
                 .then(|| {

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
+use filter_common::header_map;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
@@ -28,11 +29,10 @@ fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
+/// A request header's value; `None` when absent or empty. Through
+/// `header_map::value`, which the bundle answers from one shared read.
 fn request_header(name: &str) -> Option<Vec<u8>> {
-    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
-        .filter(|v| !v.is_empty())
+    header_map::value(MapType::HttpRequestHeaders, name)
 }
 
 /// The host clock (`proxy_get_current_time_nanoseconds`), which host-test
@@ -517,7 +517,7 @@ impl RateLimitStream {
             };
             for header in &response.request_headers_to_add {
                 if let Some(name) = header_name(&header.key) {
-                    let _ = hostcalls::set_map_value_bytes(
+                    let _ = header_map::replace(
                         MapType::HttpRequestHeaders,
                         &name,
                         Some(header.effective_value()),

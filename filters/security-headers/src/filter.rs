@@ -82,10 +82,12 @@ impl HttpContext for SecurityHeadersStream {
         // call back into the VM to allocate it, about 0.5 µs in Envoy's V8.
         // Byte getters: the string ones trap on non-UTF-8 values.
         if self.plan.needs_scheme() {
-            self.https = match self.get_http_request_header_bytes("x-forwarded-proto") {
+            // Through `header_map::value`, which the bundle answers from
+            // one shared read of the request map.
+            self.https = match header_map::value(MapType::HttpRequestHeaders, "x-forwarded-proto") {
                 Some(forwarded_proto) => harden::is_https(None, Some(&forwarded_proto)),
                 None => {
-                    let scheme = self.get_http_request_header_bytes(":scheme");
+                    let scheme = header_map::value(MapType::HttpRequestHeaders, ":scheme");
                     harden::is_https(scheme.as_deref(), None)
                 }
             };
