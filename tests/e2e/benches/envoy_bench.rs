@@ -362,9 +362,10 @@ enum Case {
     FloorMetrics,
     FloorRateLimit,
     FloorCanaryRouter,
+    FloorBundle,
 }
 
-const CASES: [Case; 23] = [
+const CASES: [Case; 24] = [
     Case::None,
     Case::Noop,
     Case::SecurityHeaders,
@@ -388,6 +389,7 @@ const CASES: [Case; 23] = [
     Case::FloorMetrics,
     Case::FloorRateLimit,
     Case::FloorCanaryRouter,
+    Case::FloorBundle,
 ];
 
 impl Case {
@@ -416,6 +418,7 @@ impl Case {
             Case::FloorMetrics => "metrics' host calls alone (probe)",
             Case::FloorRateLimit => "rate-limit's host calls alone (probe)",
             Case::FloorCanaryRouter => "canary-router's host calls alone (probe)",
+            Case::FloorBundle => "the bundle's host calls alone (probe)",
         }
     }
 
@@ -445,6 +448,7 @@ impl Case {
             Case::FloorMetrics => "floor-metrics",
             Case::FloorRateLimit => "floor-rate-limit",
             Case::FloorCanaryRouter => "floor-canary-router",
+            Case::FloorBundle => "floor-bundle",
         }
     }
 
@@ -466,6 +470,7 @@ impl Case {
                 | Case::FloorMetrics
                 | Case::FloorRateLimit
                 | Case::FloorCanaryRouter
+                | Case::FloorBundle
         )
     }
 
@@ -573,7 +578,8 @@ impl Case {
             Case::FloorSecurityHeaders
             | Case::FloorMetrics
             | Case::FloorRateLimit
-            | Case::FloorCanaryRouter => base
+            | Case::FloorCanaryRouter
+            | Case::FloorBundle => base
                 .filter(HttpFilter::wasm(
                     "probe",
                     &paths::fixture_wasm("probe"),
@@ -589,6 +595,26 @@ impl Case {
     /// script for the probe fixture, which makes them with no filter logic.
     fn probe_script(self) -> serde_json::Value {
         use serde_json::json;
+        // security-headers' one whole-map write for owasp's many edits.
+        let owasp_rewrite = || {
+            let add: Vec<[&str; 2]> = OWASP_ADD.iter().map(|(n, v)| [*n, *v]).collect();
+            json!(["rewrite", "response", OWASP_REMOVE, add])
+        };
+        // rate-limit's two draft headers for the bench's rule.
+        let rate_limit_headers = [
+            json!([
+                "replace",
+                "response",
+                "ratelimit-policy",
+                "\"per_client\";q=1000000000;w=3600"
+            ]),
+            json!([
+                "replace",
+                "response",
+                "ratelimit",
+                "\"per_client\";r=999999999;t=3600"
+            ]),
+        ];
         match self {
             // x-forwarded-proto for HSTS; then the counter, the response map
             // and, for owasp's many edits, one whole-map write.
@@ -597,11 +623,7 @@ impl Case {
                 "response_headers": [
                     ["counter", "probe.responses"],
                     ["map", "response"],
-                    ["rewrite", "response", security_headers::profiles::OWASP_REMOVE,
-                     security_headers::profiles::OWASP_ADD
-                         .iter()
-                         .map(|(name, value)| [name, value])
-                         .collect::<Vec<_>>()],
+                    owasp_rewrite(),
                 ],
             }),
             // Three labels wanted at request start: one map read; `:status`,
@@ -623,8 +645,7 @@ impl Case {
                     ["counter", "probe.allowed"],
                 ],
                 "response_headers": [
-                    ["replace", "response", "ratelimit-policy", "\"per_client\";q=1000000000;w=3600"],
-                    ["replace", "response", "ratelimit", "\"per_client\";r=999999999;t=3600"],
+                    rate_limit_headers[0], rate_limit_headers[1],
                 ],
             }),
             // The request map (cookie rules), the route header, the route
@@ -635,6 +656,37 @@ impl Case {
                     ["clear_route_cache"], ["counter", "probe.v1"],
                 ],
                 "response_headers": [["replace", "response", "x-canary-version", "v1"]],
+            }),
+            // The five stages in one module with one shared request-map
+            // read: jwt-auth's cached hit (drop the token, add x-jwt-sub,
+            // two counters), rate-limit, canary-router, metrics' start; on
+            // the way back canary-router's and rate-limit's headers and
+            // security-headers' rewrite; metrics at the end.
+            Case::FloorBundle => json!({
+                "request_headers": [
+                    ["map", "request"],
+                    ["remove", "request", "authorization"],
+                    ["add", "request", "x-jwt-sub", "bench-user"],
+                    ["counter", "probe.jwt_allowed"], ["counter", "probe.jwt_cache_hit"],
+                    ["time"],
+                    ["shared_cas", "probe.bucket.bench-client", "0123456789abcdef"],
+                    ["counter", "probe.allowed"],
+                    ["replace", "request", "x-canary-version", "v1"],
+                    ["clear_route_cache"], ["counter", "probe.v1"],
+                    ["time"], ["gauge", "probe.active", 1],
+                ],
+                "response_headers": [
+                    ["replace", "response", "x-canary-version", "v1"],
+                    rate_limit_headers[0], rate_limit_headers[1],
+                    ["counter", "probe.responses"],
+                    ["map", "response"],
+                    owasp_rewrite(),
+                ],
+                "log": [
+                    ["get", "response", ":status"], ["time"], ["counter", "probe.requests"],
+                    ["histogram", "probe.duration", 1], ["histogram", "probe.request_bytes", 0],
+                    ["histogram", "probe.response_bytes", 2], ["gauge", "probe.active", -1],
+                ],
             }),
             _ => json!({}),
         }
@@ -1694,6 +1746,7 @@ fn print_summary(cases: &[Case], runs: &BTreeMap<Case, Vec<Run>>, connections: u
         (Case::FloorMetrics, Case::Metrics),
         (Case::FloorRateLimit, Case::RateLimit),
         (Case::FloorCanaryRouter, Case::CanaryRouter),
+        (Case::FloorBundle, Case::Bundle),
     ] {
         if has(&[Case::Noop, floor]) {
             let own = if has(&[filter]) {
