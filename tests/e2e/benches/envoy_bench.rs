@@ -363,9 +363,10 @@ enum Case {
     FloorRateLimit,
     FloorCanaryRouter,
     FloorBundle,
+    FloorJwtAuth,
 }
 
-const CASES: [Case; 24] = [
+const CASES: [Case; 25] = [
     Case::None,
     Case::Noop,
     Case::SecurityHeaders,
@@ -390,6 +391,7 @@ const CASES: [Case; 24] = [
     Case::FloorRateLimit,
     Case::FloorCanaryRouter,
     Case::FloorBundle,
+    Case::FloorJwtAuth,
 ];
 
 impl Case {
@@ -419,6 +421,7 @@ impl Case {
             Case::FloorRateLimit => "rate-limit's host calls alone (probe)",
             Case::FloorCanaryRouter => "canary-router's host calls alone (probe)",
             Case::FloorBundle => "the bundle's host calls alone (probe)",
+            Case::FloorJwtAuth => "jwt-auth's cached-path host calls alone (probe)",
         }
     }
 
@@ -449,6 +452,7 @@ impl Case {
             Case::FloorRateLimit => "floor-rate-limit",
             Case::FloorCanaryRouter => "floor-canary-router",
             Case::FloorBundle => "floor-bundle",
+            Case::FloorJwtAuth => "floor-jwt-auth",
         }
     }
 
@@ -471,6 +475,7 @@ impl Case {
                 | Case::FloorRateLimit
                 | Case::FloorCanaryRouter
                 | Case::FloorBundle
+                | Case::FloorJwtAuth
         )
     }
 
@@ -579,7 +584,8 @@ impl Case {
             | Case::FloorMetrics
             | Case::FloorRateLimit
             | Case::FloorCanaryRouter
-            | Case::FloorBundle => base
+            | Case::FloorBundle
+            | Case::FloorJwtAuth => base
                 .filter(HttpFilter::wasm(
                     "probe",
                     &paths::fixture_wasm("probe"),
@@ -686,6 +692,17 @@ impl Case {
                     ["get", "response", ":status"], ["time"], ["counter", "probe.requests"],
                     ["histogram", "probe.duration", 1], ["histogram", "probe.request_bytes", 0],
                     ["histogram", "probe.response_bytes", 2], ["gauge", "probe.active", -1],
+                ],
+            }),
+            // A hit in the per-VM parsed-token cache: the clock, the
+            // request map, the token dropped and x-jwt-sub added, the
+            // allowed and cache-hit counters.
+            Case::FloorJwtAuth => json!({
+                "request_headers": [
+                    ["time"], ["map", "request"],
+                    ["remove", "request", "authorization"],
+                    ["add", "request", "x-jwt-sub", "bench-user"],
+                    ["counter", "probe.jwt_allowed"], ["counter", "probe.jwt_cache_hit"],
                 ],
             }),
             _ => json!({}),
@@ -1747,6 +1764,7 @@ fn print_summary(cases: &[Case], runs: &BTreeMap<Case, Vec<Run>>, connections: u
         (Case::FloorRateLimit, Case::RateLimit),
         (Case::FloorCanaryRouter, Case::CanaryRouter),
         (Case::FloorBundle, Case::Bundle),
+        (Case::FloorJwtAuth, Case::JwtAuth),
     ] {
         if has(&[Case::Noop, floor]) {
             let own = if has(&[filter]) {
