@@ -364,9 +364,10 @@ enum Case {
     FloorCanaryRouter,
     FloorBundle,
     FloorJwtAuth,
+    FloorNone,
 }
 
-const CASES: [Case; 25] = [
+const CASES: [Case; 26] = [
     Case::None,
     Case::Noop,
     Case::SecurityHeaders,
@@ -392,6 +393,7 @@ const CASES: [Case; 25] = [
     Case::FloorCanaryRouter,
     Case::FloorBundle,
     Case::FloorJwtAuth,
+    Case::FloorNone,
 ];
 
 impl Case {
@@ -422,6 +424,7 @@ impl Case {
             Case::FloorCanaryRouter => "canary-router's host calls alone (probe)",
             Case::FloorBundle => "the bundle's host calls alone (probe)",
             Case::FloorJwtAuth => "jwt-auth's cached-path host calls alone (probe)",
+            Case::FloorNone => "probe with no calls (control for the floor-* cases)",
         }
     }
 
@@ -453,6 +456,7 @@ impl Case {
             Case::FloorCanaryRouter => "floor-canary-router",
             Case::FloorBundle => "floor-bundle",
             Case::FloorJwtAuth => "floor-jwt-auth",
+            Case::FloorNone => "floor-none",
         }
     }
 
@@ -476,6 +480,7 @@ impl Case {
                 | Case::FloorCanaryRouter
                 | Case::FloorBundle
                 | Case::FloorJwtAuth
+                | Case::FloorNone
         )
     }
 
@@ -585,7 +590,8 @@ impl Case {
             | Case::FloorRateLimit
             | Case::FloorCanaryRouter
             | Case::FloorBundle
-            | Case::FloorJwtAuth => base
+            | Case::FloorJwtAuth
+            | Case::FloorNone => base
                 .filter(HttpFilter::wasm(
                     "probe",
                     &paths::fixture_wasm("probe"),
@@ -1756,6 +1762,12 @@ fn print_summary(cases: &[Case], runs: &BTreeMap<Case, Vec<Run>>, connections: u
         println!(
             "security-headers minus noop (the filter's own work over the Wasm floor): {:.1} µs",
             cpu(Case::SecurityHeaders) - cpu(Case::Noop)
+        );
+    }
+    if has(&[Case::Noop, Case::FloorNone]) {
+        println!(
+            "probe with no calls minus noop (what the probe itself costs): {:+.1} µs",
+            cpu(Case::FloorNone) - cpu(Case::Noop)
         );
     }
     for (floor, filter) in [
