@@ -6,8 +6,10 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::fixture;
-use host_test::{FilterSpec, Host, MockResponse, Request};
+use host_test::{ClusterMock, FilterSpec, Host, MockResponse, Request};
 
 fn probe(script: &str) -> Host {
     let mut host = Host::with_workers(1).unwrap();
@@ -93,4 +95,27 @@ fn a_malformed_script_refuses_the_configuration_with_the_call_named() {
         "{:?}",
         host.logs()
     );
+}
+
+#[test]
+fn a_grpc_call_holds_the_request_until_its_answer_and_the_answer_phase_runs() {
+    let mut host = probe(
+        r#"{"request_headers": [["grpc", "rls", "svc.Service", "Check", "0a0201ff", 20]],
+            "grpc_response": [["grpc_body"], ["counter", "probe.answers"]]}"#,
+    );
+    host.set_cluster(
+        "rls",
+        ClusterMock {
+            delay: Duration::from_millis(3),
+            ..common::cluster(200, "ok")
+        },
+    );
+    let before = host.now_ns();
+    let exchange = host.send(Request::get("/"));
+    assert!(exchange.upstream.is_some(), "resumed after the answer");
+    assert!(host.now_ns() - before >= 3_000_000, "waited for the answer");
+    let call = &host.callouts()[0];
+    assert_eq!(call.grpc_method, "svc.Service/Check");
+    assert_eq!(call.body, [0x0a, 0x02, 0x01, 0xff]);
+    assert_eq!(host.metric("probe.answers"), Some(1));
 }

@@ -365,9 +365,10 @@ enum Case {
     FloorBundle,
     FloorJwtAuth,
     FloorNone,
+    FloorGlobal,
 }
 
-const CASES: [Case; 26] = [
+const CASES: [Case; 27] = [
     Case::None,
     Case::Noop,
     Case::SecurityHeaders,
@@ -394,6 +395,7 @@ const CASES: [Case; 26] = [
     Case::FloorBundle,
     Case::FloorJwtAuth,
     Case::FloorNone,
+    Case::FloorGlobal,
 ];
 
 impl Case {
@@ -425,6 +427,7 @@ impl Case {
             Case::FloorBundle => "the bundle's host calls alone (probe)",
             Case::FloorJwtAuth => "jwt-auth's cached-path host calls alone (probe)",
             Case::FloorNone => "probe with no calls (control for the floor-* cases)",
+            Case::FloorGlobal => "rate-limit global's host calls alone, RLS over gRPC (probe)",
         }
     }
 
@@ -457,6 +460,7 @@ impl Case {
             Case::FloorBundle => "floor-bundle",
             Case::FloorJwtAuth => "floor-jwt-auth",
             Case::FloorNone => "floor-none",
+            Case::FloorGlobal => "floor-global",
         }
     }
 
@@ -481,6 +485,7 @@ impl Case {
                 | Case::FloorBundle
                 | Case::FloorJwtAuth
                 | Case::FloorNone
+                | Case::FloorGlobal
         )
     }
 
@@ -488,7 +493,11 @@ impl Case {
     fn is_global(self) -> bool {
         matches!(
             self,
-            Case::GlobalBaseline | Case::GlobalWasm | Case::GlobalNative | Case::GlobalFloor
+            Case::GlobalBaseline
+                | Case::GlobalWasm
+                | Case::GlobalNative
+                | Case::GlobalFloor
+                | Case::FloorGlobal
         )
     }
 
@@ -582,9 +591,11 @@ impl Case {
                 &uncached(jwt_config()).to_string(),
             )),
             Case::JwtAuthnUncached => base.filter(native_jwt_authn(uncached(jwt_config()))),
-            Case::GlobalBaseline | Case::GlobalWasm | Case::GlobalNative | Case::GlobalFloor => {
-                self.global_bootstrap()
-            }
+            Case::GlobalBaseline
+            | Case::GlobalWasm
+            | Case::GlobalNative
+            | Case::GlobalFloor
+            | Case::FloorGlobal => self.global_bootstrap(),
             Case::FloorSecurityHeaders
             | Case::FloorMetrics
             | Case::FloorRateLimit
@@ -711,6 +722,20 @@ impl Case {
                     ["counter", "probe.jwt_allowed"], ["counter", "probe.jwt_cache_hit"],
                 ],
             }),
+            // Global mode: the descriptor's header, the call, the answer's
+            // buffer and the ok counter, then the two draft headers.
+            Case::FloorGlobal => json!({
+                "request_headers": [
+                    ["get", "request", global::USER_HEADER],
+                    ["grpc", global::CLUSTER, ratelimit_proto::SERVICE, ratelimit_proto::METHOD,
+                     global_request_hex(), GLOBAL_TIMEOUT.as_millis()],
+                ],
+                "grpc_response": [["grpc_body"], ["counter", "probe.global_ok"]],
+                "response_headers": [
+                    ["replace", "response", "ratelimit-policy", "\"per_client\";q=1000000000;w=60"],
+                    ["replace", "response", "ratelimit", "\"per_client\";r=999999998;t=60"],
+                ],
+            }),
             _ => json!({}),
         }
     }
@@ -738,6 +763,11 @@ impl Case {
                 "conformance",
                 &paths::fixture_wasm("conformance"),
                 &global_floor_config(),
+            )),
+            Case::FloorGlobal => Some(HttpFilter::wasm(
+                "probe",
+                &paths::fixture_wasm("probe"),
+                &self.probe_script().to_string(),
             )),
             _ => None,
         };
@@ -1047,21 +1077,28 @@ fn check_header_parity(settings: &Settings) -> Result<(), String> {
 /// answer and no headers: what any Wasm filter pays for one gRPC callout
 /// per request, against which `global-wasm`'s own work shows.
 fn global_floor_config() -> String {
-    use prost::Message;
-    let message = ratelimit_proto::RateLimitRequest::from_entries(
-        global::DOMAIN,
-        &[&[(global::USER_KEY, "bench-client")]],
-        1,
-    )
-    .encode_to_vec();
-    let hex: String = message.iter().map(|b| format!("{b:02x}")).collect();
     serde_json::json!({"forward_grpc": {
         "cluster": global::CLUSTER,
         "service": ratelimit_proto::SERVICE,
         "method": ratelimit_proto::METHOD,
-        "message_hex": hex,
+        "message_hex": global_request_hex(),
     }})
     .to_string()
+}
+
+/// The `RateLimitRequest` the rate-limit filter sends for the bench's
+/// request, in hex, for the fixtures that send it without the filter.
+fn global_request_hex() -> String {
+    use prost::Message;
+    ratelimit_proto::RateLimitRequest::from_entries(
+        global::DOMAIN,
+        &[&[(global::USER_KEY, "bench-client")]],
+        1,
+    )
+    .encode_to_vec()
+    .iter()
+    .map(|b| format!("{b:02x}"))
+    .collect()
 }
 
 /// The global cases must do what they claim: every request answered 200,
@@ -1076,6 +1113,7 @@ fn check_global(settings: &Settings) -> Result<(), String> {
         Case::GlobalWasm,
         Case::GlobalNative,
         Case::GlobalFloor,
+        Case::FloorGlobal,
     ] {
         if !settings.cases.contains(&case) {
             continue;
@@ -1098,7 +1136,10 @@ fn check_global(settings: &Settings) -> Result<(), String> {
                 Case::GlobalWasm => ("ratelimit-policy", "ratelimit"),
                 _ => ("x-ratelimit-limit", "x-ratelimit-remaining"),
             };
-            if matches!(case, Case::GlobalBaseline | Case::GlobalFloor) {
+            if matches!(
+                case,
+                Case::GlobalBaseline | Case::GlobalFloor | Case::FloorGlobal
+            ) {
                 continue;
             }
             let limit_value = response.header(limit).unwrap_or_default();
@@ -1827,6 +1868,22 @@ fn print_summary(cases: &[Case], runs: &BTreeMap<Case, Vec<Run>>, connections: u
             added(Case::GlobalNative),
             floor - added(Case::GlobalNative),
             added(Case::GlobalWasm) - floor,
+        );
+    }
+    if has(&[Case::FloorGlobal, Case::GlobalNative]) {
+        let floor = added(Case::FloorGlobal);
+        let native = added(Case::GlobalNative);
+        println!(
+            "global: its host calls alone (probe) add {floor:.1} µs, {:.2}x native ratelimit's {native:.1} µs{}",
+            floor / native,
+            if has(&[Case::GlobalWasm]) {
+                format!(
+                    "; rate-limit global's code over them {:+.1} µs",
+                    added(Case::GlobalWasm) - floor
+                )
+            } else {
+                String::new()
+            }
         );
     }
     if has(&[Case::GlobalBaseline, Case::GlobalWasm, Case::GlobalNative]) {
