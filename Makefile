@@ -171,7 +171,7 @@ bench: build fixtures
 	$(CARGO) bench -p benches
 
 ## bench-envoy: filters, chains and the bundle vs no filter and native filters in a real Envoy
-## (5 interleaved rounds x 11 configs x 3 s, about 4 minutes; --only id,... picks configs)
+## (5 interleaved rounds x 27 configs x 3 s, about 10 minutes; --only id,... picks configs)
 BENCH_ARGS ?=
 # The bench links the filter crates natively, and they are cdylib + rlib:
 # under release's panic=abort, cargo built their dependencies twice, abort for
