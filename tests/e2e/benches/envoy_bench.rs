@@ -1715,6 +1715,17 @@ fn print_summary(cases: &[Case], runs: &BTreeMap<Case, Vec<Run>>, connections: u
             .map_or(f64::NAN, |r| median(r.iter().map(f).collect()))
     };
     let cpu = |case| med(case, |r| r.cpu_us_per_req);
+    // The lowest and highest round, so a reader sees the noise next to
+    // each median (the machine is shared; see the README).
+    let range = |case: Case| -> (f64, f64) {
+        runs.get(&case).map_or((f64::NAN, f64::NAN), |r| {
+            r.iter()
+                .map(|run| run.cpu_us_per_req)
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                    (lo.min(v), hi.max(v))
+                })
+        })
+    };
     // Without `none` in the run, "added" columns are NaN.
     let base_cpu = cpu(Case::None);
     let base_worker = med(Case::None, |r| r.worker_us_per_req);
@@ -1722,14 +1733,15 @@ fn print_summary(cases: &[Case], runs: &BTreeMap<Case, Vec<Run>>, connections: u
     println!();
     let mut table = format!(
         "Medians over {rounds} rounds (Envoy 1 worker, HTTP/1.1 keep-alive, {connections} connection(s) with one request in flight each, direct_response):\n\n\
-         | configuration | Envoy CPU/req (µs) | added vs none (µs) | worker CPU/req (µs) | worker added (µs) | p50 (µs) | p99 (µs) | req/s |\n\
+         | configuration | Envoy CPU/req (µs), median (lowest–highest round) | added vs none (µs) | worker CPU/req (µs) | worker added (µs) | p50 (µs) | p99 (µs) | req/s |\n\
          |---|---|---|---|---|---|---|---|\n"
     );
     let mut rows = Vec::new();
     for &case in cases {
         let worker = med(case, |r| r.worker_us_per_req);
+        let (lowest, highest) = range(case);
         table.push_str(&format!(
-            "| {} | {:.1} | {:+.1} | {:.1} | {:+.1} | {:.1} | {:.1} | {:.0} |\n",
+            "| {} | {:.1} ({lowest:.1}–{highest:.1}) | {:+.1} | {:.1} | {:+.1} | {:.1} | {:.1} | {:.0} |\n",
             case.name(),
             cpu(case),
             cpu(case) - base_cpu,
