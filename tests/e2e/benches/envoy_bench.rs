@@ -623,6 +623,17 @@ impl Case {
             let add: Vec<[&str; 2]> = OWASP_ADD.iter().map(|(n, v)| [*n, *v]).collect();
             json!(["rewrite", "response", OWASP_REMOVE, add])
         };
+        // metrics at the end of the stream: `:status`, the clock, the
+        // counter, three histograms, the gauge back down.
+        let metrics_log = json!([
+            ["get", "response", ":status"],
+            ["time"],
+            ["counter", "probe.requests"],
+            ["histogram", "probe.duration", 1],
+            ["histogram", "probe.request_bytes", 0],
+            ["histogram", "probe.response_bytes", 2],
+            ["gauge", "probe.active", -1],
+        ]);
         // rate-limit's two draft headers for the bench's rule.
         let rate_limit_headers = [
             json!([
@@ -653,11 +664,7 @@ impl Case {
             // the clock, a counter, three histograms and the gauge at the end.
             Case::FloorMetrics => json!({
                 "request_headers": [["time"], ["map", "request"], ["gauge", "probe.active", 1]],
-                "log": [
-                    ["get", "response", ":status"], ["time"], ["counter", "probe.requests"],
-                    ["histogram", "probe.duration", 1], ["histogram", "probe.request_bytes", 0],
-                    ["histogram", "probe.response_bytes", 2], ["gauge", "probe.active", -1],
-                ],
+                "log": metrics_log,
             }),
             // The key header, the clock, the bucket's read and CAS write, the
             // allowed counter; the two draft headers on the response.
@@ -705,11 +712,7 @@ impl Case {
                     ["map", "response"],
                     owasp_rewrite(),
                 ],
-                "log": [
-                    ["get", "response", ":status"], ["time"], ["counter", "probe.requests"],
-                    ["histogram", "probe.duration", 1], ["histogram", "probe.request_bytes", 0],
-                    ["histogram", "probe.response_bytes", 2], ["gauge", "probe.active", -1],
-                ],
+                "log": metrics_log,
             }),
             // A hit in the per-VM parsed-token cache: the clock, the
             // request map, the token dropped and x-jwt-sub added, the
