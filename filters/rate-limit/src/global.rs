@@ -26,8 +26,6 @@
 
 pub mod config;
 
-use std::net::IpAddr;
-
 use prost::Message;
 use ratelimit_proto::{
     Code, DescriptorStatus, Entry as ProtoEntry, RateLimitDescriptor, RateLimitRequest,
@@ -47,8 +45,10 @@ pub const MAX_ANSWER_LEN: usize = 64 * 1024;
 struct PlannedGlobal {
     path: PathMatch,
     method: Option<Vec<u8>>,
-    domain: String,
     descriptors: Vec<Vec<Entry>>,
+    /// The request sent for this rule: its domain and `hits_addend` are
+    /// set once; [`GlobalPlan::calls`] rewrites the descriptors.
+    request: RateLimitRequest,
 }
 
 /// The global rules of a config.
@@ -78,7 +78,11 @@ impl GlobalPlan {
             .map(|rule: &GlobalRule| PlannedGlobal {
                 path: rule.path.clone(),
                 method: rule.method.as_ref().map(|m| m.clone().into_bytes()),
-                domain: rule.global.domain.clone(),
+                request: RateLimitRequest {
+                    domain: rule.global.domain.clone(),
+                    descriptors: Vec::new(),
+                    hits_addend: 1,
+                },
                 descriptors: rule.global.descriptors.clone(),
             })
             .collect();
@@ -116,31 +120,40 @@ impl GlobalPlan {
     /// Appends a [`Call`] for every global rule that applies to the request
     /// and has at least one complete descriptor. `path` is `:path` with its
     /// query.
+    ///
+    /// Each rule keeps its `RateLimitRequest` between requests and only
+    /// rewrites the values, so building the message allocates nothing once
+    /// the strings have grown to fit; prost then encodes it.
     pub fn calls(
-        &self,
+        &mut self,
         path: Option<&[u8]>,
         method: Option<&[u8]>,
         view: &mut impl RequestView,
         out: &mut Vec<Call>,
     ) {
         let path_only = path.map(filter_common::query::path_only);
-        for (index, rule) in self.rules.iter().enumerate() {
+        for (index, rule) in self.rules.iter_mut().enumerate() {
             if !request_matches(&rule.path, rule.method.as_deref(), path_only, method) {
                 continue;
             }
-            let descriptors: Vec<RateLimitDescriptor> = rule
-                .descriptors
-                .iter()
-                .filter_map(|entries| descriptor(entries, path, path_only, method, view))
-                .collect();
-            if descriptors.is_empty() {
+            let request = &mut rule.request;
+            let mut complete = 0;
+            for entries in &rule.descriptors {
+                if request.descriptors.len() <= complete {
+                    request.descriptors.push(RateLimitDescriptor::default());
+                }
+                let Some(descriptor) = request.descriptors.get_mut(complete) else {
+                    continue;
+                };
+                if fill(descriptor, entries, path, path_only, method, view).is_some() {
+                    complete += 1;
+                }
+            }
+            // Slots past `complete` hold dropped descriptors: not sent.
+            request.descriptors.truncate(complete);
+            if complete == 0 {
                 continue;
             }
-            let request = RateLimitRequest {
-                domain: rule.domain.clone(),
-                descriptors,
-                hits_addend: 1,
-            };
             out.push(Call {
                 rule: u16::try_from(index).unwrap_or(u16::MAX),
                 message: request.encode_to_vec(),
@@ -149,49 +162,56 @@ impl GlobalPlan {
     }
 }
 
-/// The descriptor, or `None` if an entry has no value.
-fn descriptor(
+/// Writes `entries`' keys and values into `descriptor`, reusing its
+/// strings; `None` (the descriptor left half-written) if an entry has no
+/// value.
+fn fill(
+    descriptor: &mut RateLimitDescriptor,
     entries: &[Entry],
     path: Option<&[u8]>,
     path_only: Option<&[u8]>,
     method: Option<&[u8]>,
     view: &mut impl RequestView,
-) -> Option<RateLimitDescriptor> {
-    let entries = entries
-        .iter()
-        .map(|entry| {
-            let value = match &entry.from {
-                Source::Value(value) => value.clone(),
-                Source::Header(name) => text(&view.header(name)?),
-                Source::Cookie(name) => {
-                    let header = view.header("cookie")?;
-                    text(filter_common::cookie::find_in(&header, name).filter(|v| !v.is_empty())?)
-                }
-                Source::QueryParam(name) => {
-                    text(filter_common::query::find(path?, name).filter(|v| !v.is_empty())?)
-                }
-                Source::Path => text(path_only.filter(|p| !p.is_empty())?),
-                Source::Method => match method {
-                    Some(method) => text(method),
-                    None => text(&view.header(":method")?),
-                },
-                Source::Authority => text(&view.header(":authority")?),
-                Source::ClientIp => match view.client_ip()? {
-                    IpAddr::V4(ip) => ip.to_string(),
-                    IpAddr::V6(ip) => ip.to_string(),
-                },
-            };
-            Some(ProtoEntry {
-                key: entry.key.clone(),
-                value,
-            })
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some(RateLimitDescriptor { entries })
+) -> Option<()> {
+    descriptor
+        .entries
+        .resize_with(entries.len(), ProtoEntry::default);
+    for (entry, slot) in entries.iter().zip(descriptor.entries.iter_mut()) {
+        slot.value.clear();
+        match &entry.from {
+            Source::Value(value) => slot.value.push_str(value),
+            Source::Header(name) => push_text(&mut slot.value, &view.header(name)?),
+            Source::Cookie(name) => {
+                let header = view.header("cookie")?;
+                let value =
+                    filter_common::cookie::find_in(&header, name).filter(|v| !v.is_empty())?;
+                push_text(&mut slot.value, value);
+            }
+            Source::QueryParam(name) => push_text(
+                &mut slot.value,
+                filter_common::query::find(path?, name).filter(|v| !v.is_empty())?,
+            ),
+            Source::Path => push_text(&mut slot.value, path_only.filter(|p| !p.is_empty())?),
+            Source::Method => match method {
+                Some(method) => push_text(&mut slot.value, method),
+                None => push_text(&mut slot.value, &view.header(":method")?),
+            },
+            Source::Authority => push_text(&mut slot.value, &view.header(":authority")?),
+            Source::ClientIp => {
+                use std::fmt::Write;
+                let _ = write!(slot.value, "{}", view.client_ip()?);
+            }
+        }
+        if slot.key != entry.key {
+            slot.key.clone_from(&entry.key);
+        }
+    }
+    Some(())
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// Appends `bytes` as text, with U+FFFD for bytes that are not UTF-8.
+fn push_text(out: &mut String, bytes: &[u8]) {
+    out.push_str(&String::from_utf8_lossy(bytes));
 }
 
 /// Why a call gave no verdict. Each is a service failure: `failure_mode`

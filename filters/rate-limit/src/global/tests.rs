@@ -189,7 +189,7 @@ fn global_errors_name_the_field() {
 
 #[test]
 fn a_call_carries_the_domain_every_complete_descriptor_and_one_hit() {
-    let plan = plan(&global_rule(
+    let mut plan = plan(&global_rule(
         r#"{"cluster": "rl", "domain": "mesh", "descriptors": [
             [{"key": "user", "from": {"header": "x-user"}}, {"key": "path", "from": "path"}],
             [{"key": "ip", "from": "client_ip"}, {"key": "m", "from": "method"}, {"key": "kind", "from": {"value": "api"}}],
@@ -232,7 +232,7 @@ fn a_call_carries_the_domain_every_complete_descriptor_and_one_hit() {
 
 #[test]
 fn a_descriptor_with_a_missing_value_is_dropped_and_no_descriptor_means_no_call() {
-    let plan = plan(&global_rule(
+    let mut plan = plan(&global_rule(
         r#"{"cluster": "rl", "domain": "mesh", "descriptors": [
             [{"key": "user", "from": {"header": "x-user"}}],
             [{"key": "path", "from": "path"}]]}"#,
@@ -250,7 +250,7 @@ fn a_descriptor_with_a_missing_value_is_dropped_and_no_descriptor_means_no_call(
         vec![vec![("path".to_owned(), "/api/x".to_owned())]]
     );
     // Only a user descriptor, and no user: no call at all.
-    let user_only = plan_user_only();
+    let mut user_only = plan_user_only();
     calls.clear();
     user_only.calls(Some(b"/api/x"), None, &mut view(&[]), &mut calls);
     assert!(calls.is_empty());
@@ -263,6 +263,48 @@ fn a_descriptor_with_a_missing_value_is_dropped_and_no_descriptor_means_no_call(
         &mut calls,
     );
     assert!(calls.is_empty());
+}
+
+proptest::proptest! {
+    /// The plan keeps each rule's message between requests: whatever the
+    /// earlier requests were (descriptors dropped or not, longer or shorter
+    /// values), a request gets the message a fresh plan would send.
+    #[test]
+    fn a_reused_plan_sends_what_a_fresh_plan_sends(
+        requests in proptest::collection::vec(
+            (
+                proptest::option::of("[a-z]{0,12}"),
+                proptest::option::of("[a-z]{0,3}"),
+                proptest::option::of("/[a-z]{0,8}"),
+            ),
+            1..8,
+        ),
+    ) {
+        let config = global_rule(
+            r#"{"cluster": "rl", "domain": "mesh", "descriptors": [
+                [{"key": "user", "from": {"header": "x-user"}}, {"key": "kind", "from": {"value": "api"}}],
+                [{"key": "session", "from": {"cookie": "sid"}}],
+                [{"key": "path", "from": "path"}, {"key": "user", "from": {"header": "x-user"}}]]}"#,
+        );
+        let mut reused = plan(&config);
+        for (user, session, path) in requests {
+            let mut headers: Vec<(&'static str, Vec<u8>)> = Vec::new();
+            if let Some(user) = user {
+                headers.push(("x-user", user.into_bytes()));
+            }
+            if let Some(session) = session {
+                headers.push(("cookie", format!("sid={session}").into_bytes()));
+            }
+            let headers: Vec<(&'static str, &[u8])> =
+                headers.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+            let path = path.map(|p| format!("/api{p}"));
+            let path = path.as_deref().map(str::as_bytes);
+            let (mut from_reused, mut from_fresh) = (Vec::new(), Vec::new());
+            reused.calls(path, None, &mut view(&headers), &mut from_reused);
+            plan(&config).calls(path, None, &mut view(&headers), &mut from_fresh);
+            proptest::prop_assert_eq!(from_reused, from_fresh);
+        }
+    }
 }
 
 fn plan_user_only() -> GlobalPlan {
