@@ -392,7 +392,7 @@ impl RateLimitStream {
         }
         let mut pending = Pending {
             outstanding: Vec::with_capacity(calls.len()),
-            answers: Vec::new(),
+            answers: Vec::with_capacity(calls.len()),
             local: decision.clone(),
             fallback_hits: Vec::new(),
         };
@@ -433,36 +433,34 @@ impl RateLimitStream {
 
     /// Decides a request whose global calls are all answered.
     fn conclude(&mut self, core: &mut Core, pending: Pending) -> Action {
-        let resolutions: Vec<(RuleResolution, FailureMode)> = pending
-            .answers
-            .iter()
-            .filter_map(|(rule, answer)| {
-                let meta = core.global_rules.get(usize::from(*rule))?;
-                let resolution = global::resolve_rule(answer, meta.fallback.is_some());
-                bump(
-                    meta.counters
-                        .get(stats::global_counter(resolution))
-                        .copied()
-                        .flatten(),
+        // Folded as they are read: no list of them is kept.
+        let resolutions = pending.answers.iter().filter_map(|(rule, answer)| {
+            let meta = core.global_rules.get(usize::from(*rule))?;
+            let resolution = global::resolve_rule(answer, meta.fallback.is_some());
+            bump(
+                meta.counters
+                    .get(stats::global_counter(resolution))
+                    .copied()
+                    .flatten(),
+            );
+            if let Answer::Failed(failure) = answer {
+                log(
+                    LogLevel::Warn,
+                    &format!(
+                        "rate-limit: rule {}: rate-limit service failed ({failure:?}); {}",
+                        meta.name,
+                        match resolution {
+                            RuleResolution::Fallback => "the local fallback bucket decides",
+                            _ if meta.failure_mode == FailureMode::Deny => "failure_mode deny",
+                            _ => "failure_mode allow",
+                        }
+                    ),
                 );
-                if let Answer::Failed(failure) = answer {
-                    log(
-                        LogLevel::Warn,
-                        &format!(
-                            "rate-limit: rule {}: rate-limit service failed ({failure:?}); {}",
-                            meta.name,
-                            match resolution {
-                                RuleResolution::Fallback => "the local fallback bucket decides",
-                                _ if meta.failure_mode == FailureMode::Deny => "failure_mode deny",
-                                _ => "failure_mode allow",
-                            }
-                        ),
-                    );
-                }
-                Some((resolution, meta.failure_mode))
-            })
-            .collect();
-        match global::resolve(resolutions, core.shadow_mode) {
+            }
+            Some((resolution, meta.failure_mode))
+        });
+        let shadow_mode = core.shadow_mode;
+        match global::resolve(resolutions, shadow_mode) {
             Resolution::Admit => self.admit(core, &pending.local, &pending.answers),
             Resolution::OverLimit => self.deny_over_limit(core, &pending),
             Resolution::FailClosed => {
