@@ -58,7 +58,11 @@
 //!   throwaway Redis, both started once for the whole bench (and only when
 //!   one of these is selected), with a limit of 10^9 per minute per `user`
 //!   so nothing is ever denied. `global-wasm` is the rate-limit filter with
-//!   one global rule (descriptor `[[user = x-user]]`), `global-native` is
+//!   one global rule (descriptor `[[user = x-user]]`) and no `match`, so it
+//!   applies to every request without reading `:path`, as the native
+//!   filter's route-level `rate_limits` apply to the whole route (with
+//!   `match: {prefix: "/"}` the filter reads `:path`, one more header read
+//!   per request); `global-native` is
 //!   Envoy's `envoy.filters.http.ratelimit` with the route-level
 //!   `request_headers` action giving the same descriptor: one
 //!   `ShouldRateLimit` call per request each. The native filter skips a

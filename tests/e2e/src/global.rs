@@ -321,8 +321,10 @@ impl FailureMode {
 pub struct GlobalRule {
     /// Rule name (counters are `rate_limit.<name>.*`).
     pub name: String,
-    /// `match.prefix`.
-    pub prefix: String,
+    /// `match.prefix`; `None` leaves `match` out, so the rule applies to
+    /// every request without reading `:path` (a `prefix: "/"` reads it,
+    /// which costs a header read per request).
+    pub prefix: Option<String>,
     /// `global.domain` ([`DOMAIN`] unless a test wants one the service
     /// does not know).
     pub domain: String,
@@ -337,11 +339,12 @@ pub struct GlobalRule {
 }
 
 impl GlobalRule {
-    /// A rule on every path, 1 s timeout, `failure_mode: allow`, no fallback.
+    /// A rule on every request, 1 s timeout, `failure_mode: allow`, no
+    /// fallback.
     pub fn new(name: &str) -> Self {
         Self {
             name: name.to_owned(),
-            prefix: "/".to_owned(),
+            prefix: None,
             domain: DOMAIN.to_owned(),
             timeout: Duration::from_secs(1),
             failure_mode: FailureMode::Allow,
@@ -359,8 +362,11 @@ impl GlobalRule {
             "failure_mode": self.failure_mode.as_str(),
             "local_fallback": self.local_fallback_tokens.is_some(),
         });
-        let mut rule = json!({"name": self.name, "match": {"prefix": self.prefix}});
+        let mut rule = json!({"name": self.name});
         if let (Some(rule), Some(global)) = (rule.as_object_mut(), global.as_object_mut()) {
+            if let Some(prefix) = &self.prefix {
+                rule.insert("match".into(), json!({"prefix": prefix}));
+            }
             if let Some(tokens) = self.local_fallback_tokens {
                 // One fallback bucket per user, as the service counts per
                 // `user` entry.

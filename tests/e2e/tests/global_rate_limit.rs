@@ -330,7 +330,7 @@ enum Fault {
 fn fault_rules() -> Vec<GlobalRule> {
     let rule = |name: &str, failure_mode, fallback| GlobalRule {
         name: name.to_owned(),
-        prefix: format!("/{name}"),
+        prefix: Some(format!("/{name}")),
         timeout: FAULT_TIMEOUT,
         failure_mode,
         local_fallback_tokens: fallback,
@@ -489,7 +489,7 @@ fn redis_harness_starts_on_a_free_port_and_stops_on_demand() {
 fn an_unknown_domain_follows_failure_mode_with_a_log_line() {
     let mesh = Mesh::start();
     let rule = |name: &str, failure_mode| GlobalRule {
-        prefix: format!("/{name}"),
+        prefix: Some(format!("/{name}")),
         domain: "no-such-domain".to_owned(),
         timeout: HEALTHY_TIMEOUT,
         failure_mode,
