@@ -14,8 +14,6 @@
 //! makes it optional and allows only integers). `t` is the time to the
 //! bucket's next fill, rounded up to whole seconds.
 
-use std::borrow::Cow;
-
 use crate::bucket::{ceil_secs, BucketSpec};
 use crate::config::HeaderFormat;
 use crate::global::ServiceQuota;
@@ -71,12 +69,12 @@ impl RuleMeta {
 
 /// One policy in the headers: a local rule's bucket, or the limit a
 /// rate-limit service reported for a global rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quota<'a> {
     /// Rule name.
     pub name: &'a str,
     /// The `RateLimit-Policy` list item.
-    pub policy: Cow<'a, str>,
+    pub policy: PolicyItem<'a>,
     /// The limit (`X-RateLimit-Limit`).
     pub limit: u32,
     /// What is left.
@@ -87,16 +85,52 @@ pub struct Quota<'a> {
     pub denying: bool,
 }
 
+/// A `RateLimit-Policy` list item: a local rule's, built with the config,
+/// or the numbers a rate-limit service reported, written out only into the
+/// header (no string of its own per request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyItem<'a> {
+    /// The item as written.
+    Text(&'a str),
+    /// `"name";q=limit;w=window` (`w` left out when unknown).
+    Limit {
+        /// `q`.
+        limit: u32,
+        /// `w`.
+        window_secs: Option<u64>,
+    },
+}
+
+impl PolicyItem<'_> {
+    /// An upper bound on the item's length for `name`, to size the header.
+    fn max_len(&self, name: &str) -> usize {
+        match self {
+            PolicyItem::Text(text) => text.len(),
+            // Quotes, `;q=`, `;w=`, a u32 and a u64.
+            PolicyItem::Limit { .. } => name.len() + 2 + 3 + 3 + 10 + 20,
+        }
+    }
+
+    fn write(&self, name: &str, out: &mut String) {
+        match *self {
+            PolicyItem::Text(text) => out.push_str(text),
+            PolicyItem::Limit { limit, window_secs } => {
+                push_policy_item(out, name, limit, window_secs);
+            }
+        }
+    }
+}
+
 /// The quotas of a local decision, in hit order.
 pub fn local_quotas<'a>(
     rules: &'a [RuleMeta],
     decision: &'a Decision,
-) -> impl Iterator<Item = Quota<'a>> + 'a {
+) -> impl Iterator<Item = Quota<'a>> + Clone + 'a {
     decision.reports.iter().filter_map(|report| {
         let meta = rules.get(usize::from(report.rule))?;
         Some(Quota {
             name: &meta.name,
-            policy: Cow::Borrowed(&meta.policy_item),
+            policy: PolicyItem::Text(&meta.policy_item),
             limit: meta.spec.max_tokens,
             remaining: report.remaining,
             reset_ns: report.reset_ns,
@@ -111,11 +145,12 @@ pub fn local_quotas<'a>(
 /// The quota of global rule `name` from what its service reported: `q` is
 /// `requests_per_unit` and `w` the unit, left out when the unit is unknown.
 pub fn service_quota<'a>(name: &'a str, quota: &ServiceQuota) -> Quota<'a> {
-    let mut policy = String::with_capacity(name.len() + 32);
-    push_policy_item(&mut policy, name, quota.limit, quota.window_secs);
     Quota {
         name,
-        policy: Cow::Owned(policy),
+        policy: PolicyItem::Limit {
+            limit: quota.limit,
+            window_secs: quota.window_secs,
+        },
         limit: quota.limit,
         remaining: quota.remaining,
         reset_ns: quota.reset_ns,
@@ -157,20 +192,21 @@ pub fn rate_limit_headers(
     if format == HeaderFormat::None {
         return;
     }
-    let quotas: Vec<Quota<'_>> = local_quotas(rules, decision).collect();
-    format_quotas(format, &quotas, out);
+    format_quotas(format, local_quotas(rules, decision), out);
 }
 
 /// Appends the `format` headers for `quotas` (in the order given) to `out`.
-pub fn format_quotas(
+/// An iterator, walked twice for the draft (to size the headers), rather
+/// than a list: no allocation for the list on every request.
+pub fn format_quotas<'q>(
     format: HeaderFormat,
-    quotas: &[Quota<'_>],
+    quotas: impl Iterator<Item = Quota<'q>> + Clone,
     out: &mut Vec<(&'static str, String)>,
 ) {
     match format {
         HeaderFormat::None => {}
         HeaderFormat::Draft => {
-            let capacity: usize = quotas.iter().map(|q| q.policy.len() + 2).sum();
+            let capacity: usize = quotas.clone().map(|q| q.policy.max_len(q.name) + 2).sum();
             let mut policy = String::with_capacity(capacity);
             let mut state = String::with_capacity(capacity);
             for quota in quotas {
@@ -178,7 +214,7 @@ pub fn format_quotas(
                     policy.push_str(", ");
                     state.push_str(", ");
                 }
-                policy.push_str(&quota.policy);
+                quota.policy.write(quota.name, &mut policy);
                 state.push('"');
                 state.push_str(quota.name);
                 state.push_str("\";r=");
@@ -194,7 +230,7 @@ pub fn format_quotas(
         HeaderFormat::XRateLimit => {
             // One set of numbers: the policy closest to (or deepest in) its
             // limit, the one whose reset matters most on a tie.
-            if let Some(quota) = quotas.iter().min_by_key(|q| most_restrictive(q)) {
+            if let Some(quota) = quotas.min_by_key(most_restrictive) {
                 out.push((X_RATELIMIT_LIMIT, decimal(quota.limit)));
                 out.push((X_RATELIMIT_REMAINING, decimal(quota.remaining)));
                 out.push((X_RATELIMIT_RESET, decimal(ceil_secs(quota.reset_ns))));
@@ -221,9 +257,8 @@ pub fn retry_after(decision: &Decision) -> String {
 
 /// The `Retry-After` value for a request denied by rate-limit services:
 /// whole seconds until every denying policy resets, at least 1.
-pub fn retry_after_quotas(quotas: &[Quota<'_>]) -> String {
+pub fn retry_after_quotas<'q>(quotas: impl Iterator<Item = Quota<'q>>) -> String {
     let reset_ns = quotas
-        .iter()
         .filter(|q| q.denying)
         .map(|q| q.reset_ns)
         .max()
