@@ -19,7 +19,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 use crate::bucket::BucketSpec;
 use crate::config::{self, Config, FailureMode, HeaderFormat};
 use crate::global::{self, Answer, Call, GlobalPlan, Resolution, RuleResolution};
-use crate::headers::{self, Quota, RuleMeta};
+use crate::headers::{self, RuleMeta};
 use crate::limiter::{Decision, Hit, Limiter, LocalLimiter, SetError, SharedStore, Verdict};
 use crate::rules::{Plan, RequestView};
 use crate::stats;
@@ -119,7 +119,15 @@ struct Core {
     hits: Vec<Hit>,
     decision: Decision,
     calls: Vec<Call>,
+    /// Emptied [`Pending`]s of concluded requests, whose lists are reused
+    /// by the next paused requests instead of allocated for each.
+    spare: Vec<Pending>,
 }
+
+/// At most this many emptied [`Pending`]s are kept: enough for the
+/// requests a worker has paused at once, without holding memory after a
+/// burst.
+const MAX_SPARE: usize = 64;
 
 /// What the filter needs of one global rule at request time.
 struct GlobalMeta {
@@ -210,6 +218,25 @@ impl Core {
             hits: Vec::with_capacity(config.rules.len()),
             decision: Decision::default(),
             calls: Vec::new(),
+            spare: Vec::new(),
+        }
+    }
+
+    /// An empty [`Pending`] for the request whose local rules made
+    /// `self.decision`.
+    fn pending(&mut self) -> Pending {
+        let mut pending = self.spare.pop().unwrap_or_default();
+        pending.local.clone_from(&self.decision);
+        pending
+    }
+
+    /// Takes back a concluded request's [`Pending`] for reuse.
+    fn recycle(&mut self, mut pending: Pending) {
+        if self.spare.len() < MAX_SPARE {
+            pending.outstanding.clear();
+            pending.answers.clear();
+            pending.fallback_hits.clear();
+            self.spare.push(pending);
         }
     }
 
@@ -235,20 +262,16 @@ impl Core {
         if self.format == HeaderFormat::None {
             return out;
         }
-        let mut quotas: Vec<Quota<'_>> = headers::local_quotas(&self.rules, local).collect();
-        for (rule, answer) in answers {
+        let services = answers.iter().filter_map(|(rule, answer)| {
             let (Answer::Ok(response) | Answer::OverLimit(response)) = answer else {
-                continue;
+                return None;
             };
-            let (Some(meta), Some(quota)) = (
-                self.global_rules.get(usize::from(*rule)),
-                global::service_quota(response),
-            ) else {
-                continue;
-            };
-            quotas.push(headers::service_quota(&meta.name, &quota));
-        }
-        headers::format_quotas(self.format, &quotas, &mut out);
+            let meta = self.global_rules.get(usize::from(*rule))?;
+            let quota = global::service_quota(response)?;
+            Some(headers::service_quota(&meta.name, &quota))
+        });
+        let quotas = headers::local_quotas(&self.rules, local).chain(services);
+        headers::format_quotas(self.format, quotas, &mut out);
         out
     }
 }
@@ -310,6 +333,7 @@ pub struct RateLimitStream {
 }
 
 /// A request waiting for its rate-limit services.
+#[derive(Default)]
 struct Pending {
     /// `(token, global rule)` of the calls not answered yet.
     outstanding: Vec<(u32, u16)>,
@@ -377,25 +401,18 @@ impl RateLimitStream {
         method: Option<&[u8]>,
         view: &mut HostRequest,
     ) -> Option<Pending> {
-        let Core {
-            plan,
-            global_plan,
-            global_rules,
-            calls,
-            decision,
-            ..
-        } = core;
-        calls.clear();
-        global_plan.calls(path, method, view, calls);
-        if calls.is_empty() {
+        core.calls.clear();
+        core.global_plan.calls(path, method, view, &mut core.calls);
+        if core.calls.is_empty() {
             return None;
         }
-        let mut pending = Pending {
-            outstanding: Vec::with_capacity(calls.len()),
-            answers: Vec::with_capacity(calls.len()),
-            local: decision.clone(),
-            fallback_hits: Vec::new(),
-        };
+        let mut pending = core.pending();
+        let Core {
+            plan,
+            global_rules,
+            calls,
+            ..
+        } = core;
         for call in calls.iter() {
             let Some(meta) = global_rules.get(usize::from(call.rule)) else {
                 continue;
@@ -432,7 +449,7 @@ impl RateLimitStream {
     }
 
     /// Decides a request whose global calls are all answered.
-    fn conclude(&mut self, core: &mut Core, pending: Pending) -> Action {
+    fn conclude(&mut self, core: &mut Core, pending: &Pending) -> Action {
         // Folded as they are read: no list of them is kept.
         let resolutions = pending.answers.iter().filter_map(|(rule, answer)| {
             let meta = core.global_rules.get(usize::from(*rule))?;
@@ -462,7 +479,7 @@ impl RateLimitStream {
         let shadow_mode = core.shadow_mode;
         match global::resolve(resolutions, shadow_mode) {
             Resolution::Admit => self.admit(core, &pending.local, &pending.answers),
-            Resolution::OverLimit => self.deny_over_limit(core, &pending),
+            Resolution::OverLimit => self.deny_over_limit(core, pending),
             Resolution::FailClosed => {
                 self.reply(u32::from(global::config::STATUS_ON_ERROR), &[], ERROR_BODY)
             }
@@ -560,17 +577,15 @@ impl RateLimitStream {
         if service_headers.is_empty() {
             ours = core.headers(&pending.local, &pending.answers);
             if core.retry_after {
-                let mut quotas: Vec<Quota<'_>> = Vec::new();
-                for (rule, answer) in &pending.answers {
-                    if let (Answer::OverLimit(response), Some(meta)) =
-                        (answer, core.global_rules.get(usize::from(*rule)))
-                    {
-                        if let Some(quota) = global::service_quota(response) {
-                            quotas.push(headers::service_quota(&meta.name, &quota));
-                        }
-                    }
-                }
-                ours.push((headers::RETRY_AFTER, headers::retry_after_quotas(&quotas)));
+                let denied = pending.answers.iter().filter_map(|(rule, answer)| {
+                    let Answer::OverLimit(response) = answer else {
+                        return None;
+                    };
+                    let meta = core.global_rules.get(usize::from(*rule))?;
+                    let quota = global::service_quota(response)?;
+                    Some(headers::service_quota(&meta.name, &quota))
+                });
+                ours.push((headers::RETRY_AFTER, headers::retry_after_quotas(denied)));
             }
         }
         let mut pairs: Vec<(&str, &[u8])> = ours.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
@@ -634,7 +649,9 @@ impl Context for RateLimitStream {
             let _ = filter_common::stream::resume_request(self.context_id);
             return;
         };
-        if self.conclude(&mut core, pending) == Action::Continue {
+        let action = self.conclude(&mut core, &pending);
+        core.recycle(pending);
+        if action == Action::Continue {
             let _ = filter_common::stream::resume_request(self.context_id);
         }
     }
@@ -688,7 +705,9 @@ impl HttpContext for RateLimitStream {
         };
         if pending.outstanding.is_empty() {
             // No call could be sent: decide now.
-            return self.conclude(core, pending);
+            let action = self.conclude(core, &pending);
+            core.recycle(pending);
+            return action;
         }
         self.pending = Some(pending);
         Action::Pause
