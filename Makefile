@@ -79,14 +79,14 @@ redis:
 ratelimit-service:
 	$(CARGO) build -p ratelimit-service
 	@mkdir -p dist/bin
-	@cp $(TARGET_DIR)/debug/ratelimit-service dist/bin/ratelimit-service
+	@cp -f $(TARGET_DIR)/debug/ratelimit-service dist/bin/ratelimit-service
 
 ## ratelimit-service-optimised: the same service built optimised (profile
 ## bench-service) as dist/bin/ratelimit-service-optimised, for make bench-envoy
 ratelimit-service-optimised:
 	$(CARGO) build --profile bench-service -p ratelimit-service
 	@mkdir -p dist/bin
-	@cp $(TARGET_DIR)/bench-service/ratelimit-service dist/bin/ratelimit-service-optimised
+	@cp -f $(TARGET_DIR)/bench-service/ratelimit-service dist/bin/ratelimit-service-optimised
 
 ## oci: every filter as an OCI image layout in Istio's Wasm format, in
 ## dist/oci/<name>, and the WasmPlugins pinned to their manifest digests in
