@@ -26,6 +26,8 @@
 
 pub mod config;
 
+use std::fmt::Write as _;
+
 use prost::Message;
 use ratelimit_proto::{
     Code, DescriptorStatus, Entry as ProtoEntry, RateLimitDescriptor, RateLimitRequest,
@@ -198,13 +200,11 @@ fn fill(
             },
             Source::Authority => push_text(&mut slot.value, &view.header(":authority")?),
             Source::ClientIp => {
-                use std::fmt::Write;
+                // Writing to a String cannot fail.
                 let _ = write!(slot.value, "{}", view.client_ip()?);
             }
         }
-        if slot.key != entry.key {
-            slot.key.clone_from(&entry.key);
-        }
+        slot.key.clone_from(&entry.key);
     }
     Some(())
 }
