@@ -24,7 +24,7 @@ ENVOY_VERSION := 1.40.0
 VENV          := .tools/venv
 ENVOY         := $(VENV)/bin/envoy
 
-.PHONY: all build fixtures host-test envoy oci oci-tools redis ratelimit-service ratelimit-service-optimised push e2e test demo up soak fuzz bench bench-envoy fmt fmt-check lint clean
+.PHONY: all build fixtures host-test envoy oci oci-tools redis ratelimit-service ratelimit-service-optimised push e2e test demo up soak fuzz bench bench-envoy bench-envoy-callgrind fmt fmt-check lint clean
 
 all: build
 
@@ -182,6 +182,14 @@ BENCH_ARGS ?=
 bench-envoy: build fixtures envoy redis ratelimit-service-optimised
 	RATELIMIT_SERVICE=$(CURDIR)/dist/bin/ratelimit-service-optimised \
 	CARGO_PROFILE_BENCH_PANIC=unwind $(CARGO) bench -p e2e --bench envoy-bench -- --rounds 5 --seconds 3 $(BENCH_ARGS)
+
+## bench-envoy-callgrind: instructions per request of the same configurations,
+## each Envoy under callgrind (load-independent, for comparing builds; about
+## a minute per config; BENCH_ARGS="--only id,..." picks them)
+bench-envoy-callgrind: build fixtures envoy redis ratelimit-service-optimised
+	@command -v valgrind >/dev/null || (apt-get update && apt-get install -y valgrind)
+	RATELIMIT_SERVICE=$(CURDIR)/dist/bin/ratelimit-service-optimised \
+	CARGO_PROFILE_BENCH_PANIC=unwind $(CARGO) bench -p e2e --bench envoy-bench -- --callgrind $(BENCH_ARGS)
 
 fmt:
 	$(CARGO) fmt --all

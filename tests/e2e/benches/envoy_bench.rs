@@ -121,6 +121,10 @@
 //! on each, default 1, so Envoy's worker has several requests at once as a
 //! busy sidecar does)
 //! (`make bench-envoy` runs them all).
+//!
+//! `--callgrind [--requests N]` counts instructions per request instead,
+//! with each Envoy under callgrind (see `envoy_bench/callgrind.rs`;
+//! `make bench-envoy-callgrind`).
 
 use std::collections::BTreeMap;
 use std::process::{Command, ExitCode};
@@ -133,6 +137,9 @@ use e2e::envoy::kill_envoys_on_panic;
 use e2e::global::{self, FailureMode, GlobalRule, RateLimitService, Redis};
 use e2e::{paths, Bootstrap, Connection, Envoy, EnvoyOptions, HttpFilter, Route};
 use security_headers::profiles::{OWASP_ADD, OWASP_REMOVE};
+
+#[path = "envoy_bench/callgrind.rs"]
+mod callgrind;
 
 /// The metrics filter's README example.
 const METRICS_CONFIG: &str = r#"{"prefix":"mesh","dimensions":{"method":true,"response_code":true,
@@ -339,6 +346,12 @@ struct Settings {
     connections: usize,
     /// The configurations to run, in [`CASES`] order.
     cases: Vec<Case>,
+    /// `--callgrind`: count instructions per request under callgrind
+    /// instead of timing rounds.
+    callgrind: bool,
+    /// `--requests`: the requests counted per configuration with
+    /// `--callgrind`.
+    requests: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -885,6 +898,17 @@ fn main() -> ExitCode {
         eprintln!("envoy-bench: {e}");
         return ExitCode::FAILURE;
     }
+    if settings.callgrind {
+        let result = callgrind::run(&settings);
+        drop(global_service);
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("envoy-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     println!(
         "envoy-bench: {} rounds x {} configs, {}s each (max {} requests) after {} warm-up requests; \
          CLK_TCK {tick_hz}; Envoy and client {}",
@@ -945,6 +969,8 @@ fn parse_args() -> Result<Settings, String> {
         service_cpu: None,
         connections: 1,
         cases: CASES.to_vec(),
+        callgrind: false,
+        requests: 1000,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -954,6 +980,10 @@ fn parse_args() -> Result<Settings, String> {
         }
         if flag == "--no-pin" {
             settings.pin = None;
+            continue;
+        }
+        if flag == "--callgrind" {
+            settings.callgrind = true;
             continue;
         }
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -966,6 +996,7 @@ fn parse_args() -> Result<Settings, String> {
             "--only" => settings.cases = parse_only(&value)?,
             "--service-cpu" => settings.service_cpu = Some(value.parse().map_err(|e| bad(&e))?),
             "--connections" => settings.connections = value.parse().map_err(|e| bad(&e))?,
+            "--requests" => settings.requests = value.parse().map_err(|e| bad(&e))?,
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -975,6 +1006,9 @@ fn parse_args() -> Result<Settings, String> {
     }
     if !(1..=64).contains(&settings.connections) {
         return Err("--connections must be in 1..=64".into());
+    }
+    if !(1..=100_000).contains(&settings.requests) {
+        return Err("--requests must be in 1..=100000".into());
     }
     Ok(settings)
 }
@@ -1003,6 +1037,7 @@ fn options(settings: &Settings) -> EnvoyOptions {
         concurrency: 1,
         log_level: "warning".into(),
         cpu: settings.pin,
+        ..EnvoyOptions::default()
     }
 }
 

@@ -22,6 +22,7 @@ use crate::client::{self, Connection, Response};
 use crate::paths;
 
 /// How long Envoy may take to become ready (V8 compiles each module at start).
+/// The default [`EnvoyOptions::ready_timeout`].
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Lines of Envoy's log printed when a test fails.
 const LOG_TAIL_LINES: usize = 80;
@@ -36,6 +37,14 @@ pub struct EnvoyOptions {
     /// Pin Envoy (all its threads) to this CPU with `taskset`, which `exec`s
     /// it, so [`Envoy::pid`] stays Envoy's pid. The bench uses it.
     pub cpu: Option<usize>,
+    /// A program and its arguments to run Envoy under (the bench runs it
+    /// under callgrind). Envoy is then started from its executable
+    /// ([`paths::envoy_elf`]) rather than the wheel's Python launcher, so
+    /// the program sees Envoy itself; it must keep Envoy's pid (valgrind
+    /// does).
+    pub under: Vec<String>,
+    /// How long start-up may take before it counts as failed.
+    pub ready_timeout: Duration,
 }
 
 impl Default for EnvoyOptions {
@@ -44,6 +53,8 @@ impl Default for EnvoyOptions {
             concurrency: 1,
             log_level: "info".to_owned(),
             cpu: None,
+            under: Vec::new(),
+            ready_timeout: READY_TIMEOUT,
         }
     }
 }
@@ -99,14 +110,21 @@ impl Envoy {
         fs::write(&config, yaml).expect("write bootstrap");
         let log = fs::File::create(dir.join("envoy.log")).expect("create envoy.log");
         let admin_file = dir.join("admin-address");
-        let mut command = match options.cpu {
-            Some(cpu) => {
-                let mut c = Command::new("taskset");
-                c.args(["-c", &cpu.to_string()]).arg(&bin);
-                c
-            }
-            None => Command::new(&bin),
-        };
+        // taskset and the `under` program each exec the next, so the pid
+        // stays Envoy's.
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(cpu) = options.cpu {
+            argv.extend(["taskset".into(), "-c".into(), cpu.to_string().into()]);
+        }
+        argv.extend(options.under.iter().map(Into::into));
+        argv.push(if options.under.is_empty() {
+            bin.clone().into_os_string()
+        } else {
+            paths::envoy_elf().into_os_string()
+        });
+        let (program, args) = argv.split_first().expect("argv ends with Envoy");
+        let mut command = Command::new(program);
+        command.args(args);
         let child = command
             .arg("-c")
             .arg(&config)
@@ -128,12 +146,12 @@ impl Envoy {
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             listener: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
-        envoy.wait_ready(&admin_file)?;
+        envoy.wait_ready(&admin_file, options.ready_timeout)?;
         Ok(envoy)
     }
 
-    fn wait_ready(&mut self, admin_file: &Path) -> Result<(), StartFailure> {
-        let deadline = Instant::now() + READY_TIMEOUT;
+    fn wait_ready(&mut self, admin_file: &Path, timeout: Duration) -> Result<(), StartFailure> {
+        let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(StartFailure {
@@ -143,7 +161,7 @@ impl Envoy {
             }
             if Instant::now() > deadline {
                 return Err(StartFailure {
-                    reason: format!("Envoy not ready after {READY_TIMEOUT:?}"),
+                    reason: format!("Envoy not ready after {timeout:?}"),
                     log: self.log(),
                 });
             }

@@ -32,6 +32,35 @@ pub fn envoy_bin() -> PathBuf {
     path
 }
 
+/// Envoy's executable itself: `$ENVOY_BIN` if set, else the wheel's
+/// `site-packages/envoy/_bin/envoy` in `.tools/venv`. `.tools/venv/bin/envoy`
+/// is a Python launcher that execs it; a tool that must run Envoy directly
+/// (valgrind) needs this path.
+///
+/// # Panics
+///
+/// If it cannot be found (the message says `make envoy`).
+pub fn envoy_elf() -> PathBuf {
+    if let Some(bin) = std::env::var_os("ENVOY_BIN") {
+        return PathBuf::from(bin);
+    }
+    let lib = repo_root().join(".tools/venv/lib");
+    let found = std::fs::read_dir(&lib).ok().and_then(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter(|entry| entry.file_name().to_string_lossy().starts_with("python"))
+            .map(|entry| entry.path().join("site-packages/envoy/_bin/envoy"))
+            .find(|path| path.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "Envoy's executable not found under {}/python*/site-packages/envoy/_bin — run \
+             `make envoy` or set ENVOY_BIN",
+            lib.display()
+        )
+    })
+}
+
 /// A shipped filter, `dist/filters/<name>.wasm` (from `make build`).
 ///
 /// # Panics
