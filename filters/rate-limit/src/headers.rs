@@ -102,15 +102,6 @@ pub enum PolicyItem<'a> {
 }
 
 impl PolicyItem<'_> {
-    /// An upper bound on the item's length for `name`, to size the header.
-    fn max_len(&self, name: &str) -> usize {
-        match self {
-            PolicyItem::Text(text) => text.len(),
-            // Quotes, `;q=`, `;w=`, a u32 and a u64.
-            PolicyItem::Limit { .. } => name.len() + 2 + 3 + 3 + 10 + 20,
-        }
-    }
-
     fn write(&self, name: &str, out: &mut String) {
         match *self {
             PolicyItem::Text(text) => out.push_str(text),
@@ -125,7 +116,7 @@ impl PolicyItem<'_> {
 pub fn local_quotas<'a>(
     rules: &'a [RuleMeta],
     decision: &'a Decision,
-) -> impl Iterator<Item = Quota<'a>> + Clone + 'a {
+) -> impl Iterator<Item = Quota<'a>> + 'a {
     decision.reports.iter().filter_map(|report| {
         let meta = rules.get(usize::from(report.rule))?;
         Some(Quota {
@@ -196,19 +187,23 @@ pub fn rate_limit_headers(
 }
 
 /// Appends the `format` headers for `quotas` (in the order given) to `out`.
-/// An iterator, walked twice for the draft (to size the headers), rather
-/// than a list: no allocation for the list on every request.
+/// An iterator rather than a list, walked once: no list is allocated per
+/// request, and a service's quota is worked out once.
 pub fn format_quotas<'q>(
     format: HeaderFormat,
-    quotas: impl Iterator<Item = Quota<'q>> + Clone,
+    quotas: impl Iterator<Item = Quota<'q>>,
     out: &mut Vec<(&'static str, String)>,
 ) {
     match format {
         HeaderFormat::None => {}
         HeaderFormat::Draft => {
-            let capacity: usize = quotas.clone().map(|q| q.policy.max_len(q.name) + 2).sum();
-            let mut policy = String::with_capacity(capacity);
-            let mut state = String::with_capacity(capacity);
+            let mut quotas = quotas.peekable();
+            if quotas.peek().is_none() {
+                return;
+            }
+            // Room for one or two policies without growing.
+            let mut policy = String::with_capacity(HEADER_CAPACITY);
+            let mut state = String::with_capacity(HEADER_CAPACITY);
             for quota in quotas {
                 if !policy.is_empty() {
                     policy.push_str(", ");
@@ -238,6 +233,10 @@ pub fn format_quotas<'q>(
         }
     }
 }
+
+/// Initial room in each draft header: a policy item is about 30 bytes
+/// plus its name.
+const HEADER_CAPACITY: usize = 64;
 
 /// Sort key: denying policies first, then fewest left, then the longest
 /// wait.
