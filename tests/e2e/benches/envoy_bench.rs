@@ -140,6 +140,8 @@ use security_headers::profiles::{OWASP_ADD, OWASP_REMOVE};
 
 #[path = "envoy_bench/callgrind.rs"]
 mod callgrind;
+#[path = "envoy_bench/curve_keys.rs"]
+mod curve_keys;
 
 /// The metrics filter's README example.
 const METRICS_CONFIG: &str = r#"{"prefix":"mesh","dimensions":{"method":true,"response_code":true,
@@ -218,6 +220,22 @@ fn request() -> &'static [u8] {
         let token = idp().token("bench-user", 24 * 3600);
         format!("{REQUEST_HEAD}authorization: Bearer {token}\r\n\r\n").into_bytes()
     })
+}
+
+/// [`request`] with the token of `alg` ("ES256" or "EdDSA") instead.
+fn curve_request(alg: &'static str) -> &'static [u8] {
+    static REQUESTS: OnceLock<[Vec<u8>; 2]> = OnceLock::new();
+    let [es256, eddsa] = REQUESTS.get_or_init(|| {
+        ["ES256", "EdDSA"].map(|alg| {
+            let token = curve_keys::token(alg, "bench-user", 24 * 3600);
+            format!("{REQUEST_HEAD}authorization: Bearer {token}\r\n\r\n").into_bytes()
+        })
+    });
+    if alg == "ES256" {
+        es256
+    } else {
+        eddsa
+    }
 }
 
 /// The same request without a token, which the JWT configurations refuse.
@@ -368,6 +386,10 @@ enum Case {
     JwtAuthn,
     JwtAuthUncached,
     JwtAuthnUncached,
+    JwtAuthEs256,
+    JwtAuthnEs256,
+    JwtAuthEdDsa,
+    JwtAuthnEdDsa,
     WasmChain,
     Bundle,
     NativeChain,
@@ -385,7 +407,7 @@ enum Case {
     FloorGlobal,
 }
 
-const CASES: [Case; 27] = [
+const CASES: [Case; 31] = [
     Case::None,
     Case::Noop,
     Case::SecurityHeaders,
@@ -398,6 +420,10 @@ const CASES: [Case; 27] = [
     Case::JwtAuthn,
     Case::JwtAuthUncached,
     Case::JwtAuthnUncached,
+    Case::JwtAuthEs256,
+    Case::JwtAuthnEs256,
+    Case::JwtAuthEdDsa,
+    Case::JwtAuthnEdDsa,
     Case::WasmChain,
     Case::Bundle,
     Case::NativeChain,
@@ -430,6 +456,10 @@ impl Case {
             Case::JwtAuthn => "jwt_authn, RS256 cached (native)",
             Case::JwtAuthUncached => "jwt-auth, RS256 verified every request (Wasm)",
             Case::JwtAuthnUncached => "jwt_authn, RS256 verified every request (native)",
+            Case::JwtAuthEs256 => "jwt-auth, ES256 verified every request (Wasm)",
+            Case::JwtAuthnEs256 => "jwt_authn, ES256 verified every request (native)",
+            Case::JwtAuthEdDsa => "jwt-auth, EdDSA verified every request (Wasm)",
+            Case::JwtAuthnEdDsa => "jwt_authn, EdDSA verified every request (native)",
             Case::WasmChain => "5 filters, separate (Wasm)",
             Case::Bundle => "5 filters, bundle (Wasm)",
             Case::NativeChain => "jwt_authn + local_ratelimit + header_mutation (native)",
@@ -463,6 +493,10 @@ impl Case {
             Case::JwtAuthn => "jwt-authn",
             Case::JwtAuthUncached => "jwt-auth-uncached",
             Case::JwtAuthnUncached => "jwt-authn-uncached",
+            Case::JwtAuthEs256 => "jwt-auth-es256",
+            Case::JwtAuthnEs256 => "jwt-authn-es256",
+            Case::JwtAuthEdDsa => "jwt-auth-eddsa",
+            Case::JwtAuthnEdDsa => "jwt-authn-eddsa",
             Case::WasmChain => "wasm-chain",
             Case::Bundle => "bundle",
             Case::NativeChain => "native-chain",
@@ -491,6 +525,8 @@ impl Case {
                 | Case::CanaryRouter
                 | Case::JwtAuth
                 | Case::JwtAuthUncached
+                | Case::JwtAuthEs256
+                | Case::JwtAuthEdDsa
                 | Case::WasmChain
                 | Case::Bundle
                 | Case::GlobalWasm
@@ -504,6 +540,26 @@ impl Case {
                 | Case::FloorNone
                 | Case::FloorGlobal
         )
+    }
+
+    /// The request this case is sent: every case gets [`request`] but the
+    /// ES256 and EdDSA ones, whose token is of their algorithm.
+    fn request(self) -> &'static [u8] {
+        match self {
+            Case::JwtAuthEs256 | Case::JwtAuthnEs256 => curve_request("ES256"),
+            Case::JwtAuthEdDsa | Case::JwtAuthnEdDsa => curve_request("EdDSA"),
+            _ => request(),
+        }
+    }
+
+    /// The ES256 and EdDSA cases' config: [`jwt_config`] with their key's
+    /// JWKS and no token cache, so each request is verified.
+    fn curve_config(self) -> serde_json::Value {
+        let alg = match self {
+            Case::JwtAuthEs256 | Case::JwtAuthnEs256 => "ES256",
+            _ => "EdDSA",
+        };
+        curve_keys::config(uncached(jwt_config()), alg)
     }
 
     /// The cases that need the rate-limit service and Redis.
@@ -608,6 +664,14 @@ impl Case {
                 &uncached(jwt_config()).to_string(),
             )),
             Case::JwtAuthnUncached => base.filter(native_jwt_authn(uncached(jwt_config()))),
+            Case::JwtAuthEs256 | Case::JwtAuthEdDsa => base.filter(HttpFilter::wasm(
+                "jwt_auth",
+                &paths::filter_wasm("jwt_auth"),
+                &self.curve_config().to_string(),
+            )),
+            Case::JwtAuthnEs256 | Case::JwtAuthnEdDsa => {
+                base.filter(native_jwt_authn(self.curve_config()))
+            }
             Case::GlobalBaseline
             | Case::GlobalWasm
             | Case::GlobalNative
@@ -1085,7 +1149,9 @@ fn check_header_parity(settings: &Settings) -> Result<(), String> {
     for case in [Case::SecurityHeaders, Case::HeaderMutation] {
         let envoy = Envoy::start_with(&case.bootstrap(), &options(settings));
         let mut conn = envoy.connect();
-        let response = conn.send_raw(request(), false).map_err(|e| e.to_string())?;
+        let response = conn
+            .send_raw(case.request(), false)
+            .map_err(|e| e.to_string())?;
         if response.header("x-powered-by").is_some() {
             return Err(format!("{}: x-powered-by not removed", case.name()));
         }
@@ -1164,7 +1230,9 @@ fn check_global(settings: &Settings) -> Result<(), String> {
         let mut conn = envoy.connect();
         let mut remaining = Vec::new();
         for _ in 0..2 {
-            let response = conn.send_raw(request(), false).map_err(|e| e.to_string())?;
+            let response = conn
+                .send_raw(case.request(), false)
+                .map_err(|e| e.to_string())?;
             if response.status != 200 {
                 return Err(format!(
                     "{}: status {}: {}",
@@ -1256,7 +1324,9 @@ fn check_rate_limiting(settings: &Settings) -> Result<(), String> {
         let mut conn = envoy.connect();
         let mut remaining = Vec::new();
         for _ in 0..2 {
-            let response = conn.send_raw(request(), false).map_err(|e| e.to_string())?;
+            let response = conn
+                .send_raw(case.request(), false)
+                .map_err(|e| e.to_string())?;
             let limit = response.header(limit_header).unwrap_or_default();
             let left = response.header(remaining_header).unwrap_or_default();
             if response.status != 200 || !limit.contains(&RATE_LIMIT_TOKENS.to_string()) {
@@ -1296,6 +1366,10 @@ fn check_jwt(settings: &Settings) -> Result<(), String> {
         Case::JwtAuthn,
         Case::JwtAuthUncached,
         Case::JwtAuthnUncached,
+        Case::JwtAuthEs256,
+        Case::JwtAuthnEs256,
+        Case::JwtAuthEdDsa,
+        Case::JwtAuthnEdDsa,
         Case::WasmChain,
         Case::Bundle,
         Case::NativeChain,
@@ -1306,7 +1380,9 @@ fn check_jwt(settings: &Settings) -> Result<(), String> {
         }
         let envoy = Envoy::start_with(&case.bootstrap(), &options(settings));
         let mut conn = envoy.connect();
-        let ok = conn.send_raw(request(), false).map_err(|e| e.to_string())?;
+        let ok = conn
+            .send_raw(case.request(), false)
+            .map_err(|e| e.to_string())?;
         let denied = conn
             .send_raw(&request_without_token(), false)
             .map_err(|e| e.to_string())?;
@@ -1332,7 +1408,9 @@ fn check_chain_parity(settings: &Settings) -> Result<(), String> {
         }
         let envoy = Envoy::start_with(&case.bootstrap(), &options(settings));
         let mut conn = envoy.connect();
-        let response = conn.send_raw(request(), false).map_err(|e| e.to_string())?;
+        let response = conn
+            .send_raw(case.request(), false)
+            .map_err(|e| e.to_string())?;
         if response.status != 200 {
             return Err(format!("{}: status {}", case.name(), response.status));
         }
@@ -1414,7 +1492,9 @@ fn measure(
     let mut conns: Vec<Connection> = (0..settings.connections).map(|_| envoy.connect()).collect();
     for conn in &mut conns {
         for _ in 0..settings.warmup.div_ceil(settings.connections) {
-            let r = conn.send_raw(request(), false).map_err(|e| e.to_string())?;
+            let r = conn
+                .send_raw(case.request(), false)
+                .map_err(|e| e.to_string())?;
             if r.status != 200 {
                 return Err(format!("status {}", r.status));
             }
@@ -1434,7 +1514,12 @@ fn measure(
     let worker_before = cpu_ticks(&format!("/proc/{pid}/task/{worker}/stat"))?;
     let limit = Duration::from_secs_f64(settings.seconds);
     let start = Instant::now();
-    let mut latencies_ns = drive(&mut conns, settings.max_requests, start + limit)?;
+    let mut latencies_ns = drive(
+        &mut conns,
+        case.request(),
+        settings.max_requests,
+        start + limit,
+    )?;
     let elapsed = start.elapsed().as_secs_f64();
     let cpu_after = cpu_ticks(&format!("/proc/{pid}/stat"))?;
     let worker_after = cpu_ticks(&format!("/proc/{pid}/task/{worker}/stat"))?;
@@ -1479,6 +1564,7 @@ fn measure(
 /// CPU pinning.
 fn drive(
     conns: &mut [Connection],
+    request: &[u8],
     max_requests: usize,
     deadline: Instant,
 ) -> Result<Vec<u64>, String> {
@@ -1494,7 +1580,7 @@ fn drive(
                         && Instant::now() < deadline
                     {
                         let sent = Instant::now();
-                        let r = conn.send_raw(request(), false).map_err(|e| e.to_string())?;
+                        let r = conn.send_raw(request, false).map_err(|e| e.to_string())?;
                         latencies
                             .push(u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX));
                         if r.status != 200 {

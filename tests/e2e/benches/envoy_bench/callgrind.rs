@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use e2e::envoy::{Envoy, EnvoyOptions};
 
-use super::{request, Case, Settings};
+use super::{Case, Settings};
 
 /// Requests sent before counting: the VM's first calls compile and fill
 /// caches.
@@ -83,7 +83,9 @@ fn count(case: Case, requests: usize, dir: &Path) -> Result<f64, String> {
     let mut conn = envoy.connect();
     let mut send = |n: usize| -> Result<(), String> {
         for _ in 0..n {
-            let response = conn.send_raw(request(), false).map_err(|e| e.to_string())?;
+            let response = conn
+                .send_raw(case.request(), false)
+                .map_err(|e| e.to_string())?;
             if response.status != 200 {
                 return Err(format!("answered {} under callgrind", response.status));
             }

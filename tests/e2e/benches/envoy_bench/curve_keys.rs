@@ -1,0 +1,87 @@
+//! The ES256 and EdDSA keys and tokens of the `*-es256` and `*-eddsa`
+//! cases. The keys are derived from fixed labels (test only, never
+//! secret), so every run verifies with the same key.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// `kid` of each key in its JWKS and tokens.
+const KID: &str = "bench-curve-key";
+
+fn p256_key() -> p256::ecdsa::SigningKey {
+    // The first counter whose digest is a valid scalar (below the group
+    // order: all but a 2^-32 chance of them).
+    let mut counter = 0u32;
+    loop {
+        let secret = Sha256::digest(format!("envoy-bench ES256 key {counter}, test only"));
+        if let Ok(key) = p256::ecdsa::SigningKey::from_slice(&secret) {
+            return key;
+        }
+        counter += 1;
+    }
+}
+
+fn ed25519_key() -> ed25519_dalek::SigningKey {
+    let secret: [u8; 32] = Sha256::digest(b"envoy-bench EdDSA key, test only").into();
+    ed25519_dalek::SigningKey::from_bytes(&secret)
+}
+
+/// The public JWKS of `alg`'s key.
+pub fn jwks(alg: &str) -> String {
+    let jwk = if alg == "ES256" {
+        let point = p256_key().verifying_key().to_encoded_point(false);
+        let (x, y) = (point.x(), point.y());
+        json!({"kty": "EC", "crv": "P-256", "kid": KID, "alg": "ES256", "use": "sig",
+               "x": B64.encode(x.map(|x| x.to_vec()).unwrap_or_default()),
+               "y": B64.encode(y.map(|y| y.to_vec()).unwrap_or_default())})
+    } else {
+        let public = ed25519_key().verifying_key();
+        json!({"kty": "OKP", "crv": "Ed25519", "kid": KID, "alg": "EdDSA", "use": "sig",
+               "x": B64.encode(public.as_bytes())})
+    };
+    json!({ "keys": [jwk] }).to_string()
+}
+
+/// A token of `alg` for `sub` with the chain's issuer and audience, valid
+/// for `ttl_secs` from now.
+pub fn token(alg: &str, sub: &str, ttl_secs: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let header = json!({"alg": alg, "typ": "JWT", "kid": KID});
+    let claims = json!({
+        "iss": e2e::chain::ISSUER, "aud": e2e::chain::AUDIENCE, "sub": sub,
+        "iat": now, "exp": now + ttl_secs,
+    });
+    let input = format!(
+        "{}.{}",
+        B64.encode(header.to_string()),
+        B64.encode(claims.to_string())
+    );
+    let signature = sign(alg, input.as_bytes());
+    format!("{input}.{}", B64.encode(signature))
+}
+
+fn sign(alg: &str, input: &[u8]) -> Vec<u8> {
+    if alg == "ES256" {
+        use p256::ecdsa::signature::Signer;
+        let signature: p256::ecdsa::Signature = p256_key().sign(input);
+        signature.to_bytes().to_vec()
+    } else {
+        use ed25519_dalek::Signer;
+        ed25519_key().sign(input).to_bytes().to_vec()
+    }
+}
+
+/// jwt_authn's config for `alg`: the RS256 one (see `jwt_config`) with this
+/// key's JWKS, without `jwt_cache_config`.
+pub fn config(rs256: Value, alg: &str) -> Value {
+    let mut config = rs256;
+    if let Some(provider) = config.pointer_mut("/providers/idp") {
+        provider["local_jwks"] = json!({ "inline_string": jwks(alg) });
+    }
+    config
+}
