@@ -16,7 +16,7 @@ pub enum KeyMaterial {
     /// `kty: RSA` (RS* and PS*), prepared for verification once here.
     Rsa(RsaKey),
     /// `kty: EC`, `crv: P-256` (ES256).
-    P256(p256_014::ecdsa::VerifyingKey),
+    P256(crate::es256::P256Key),
     /// `kty: EC`, `crv: P-384` (ES384).
     P384(p384::ecdsa::VerifyingKey),
     /// `kty: EC`, `crv: P-521` (ES512). Boxed: the key is large.
@@ -182,7 +182,7 @@ fn parse_key(key: &Map<String, Value>) -> Result<Jwk, &'static str> {
             // from_sec1_bytes checks the lengths and that the point is on the curve.
             match crv {
                 "P-256" => KeyMaterial::P256(
-                    p256_014::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| BAD_POINT)?,
+                    crate::es256::P256Key::from_sec1_bytes(&sec1).map_err(|_| BAD_POINT)?,
                 ),
                 "P-384" => KeyMaterial::P384(
                     p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| BAD_POINT)?,

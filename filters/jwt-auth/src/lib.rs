@@ -27,6 +27,7 @@ pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod crypto;
+pub mod es256;
 pub mod extract;
 pub mod jwks;
 pub mod jwt;

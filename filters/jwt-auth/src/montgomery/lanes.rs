@@ -37,10 +37,10 @@ mod portable {
 ///
 /// Two things the compiler must not see, or it rewrites the
 /// `i64x2.extmul_*_i32x4_u` products into general `i64x2.mul`, which V8
-/// emulates with three multiplies each (an earlier version of the public
-/// operation took 65 µs that way, against 33 µs):
+/// has to emulate with several 32-bit multiplies (an earlier version of
+/// the public operation took 65 µs that way, against 33 µs):
 /// - a limb block read as four scalars (it becomes two zero-extending
-///   loads), hence [`load_u32x4`];
+///   loads), hence `load_u32x4`;
 /// - the splat of `b` and `m`, which it widens once outside the loop;
 ///   a volatile read of the splat in each iteration keeps the widening,
 ///   and so the `extmul`, inside. That read is a load from the stack.
