@@ -60,8 +60,8 @@ impl Comb {
                 base = base.double();
             }
         }
-        // None of them is the identity: d 16^i < 2^256 is below the group
-        // order for every d and i here, and P is not the identity.
+        // None of them is the identity: P is not, the group order n is
+        // prime, and neither d nor 2^(5i) is a multiple of n.
         Self {
             multiples: <ProjectivePoint as BatchNormalize<[ProjectivePoint]>>::batch_normalize(
                 projective.as_slice(),
