@@ -24,13 +24,20 @@ ENVOY_VERSION := 1.40.0
 VENV          := .tools/venv
 ENVOY         := $(VENV)/bin/envoy
 
-.PHONY: all build fixtures host-test envoy oci oci-tools redis ratelimit-service ratelimit-service-optimised push e2e test demo up soak fuzz bench bench-envoy bench-envoy-callgrind fmt fmt-check lint clean
+.PHONY: all wasm-target build fixtures host-test envoy oci oci-tools redis ratelimit-service ratelimit-service-optimised push e2e test demo up soak fuzz bench bench-envoy bench-envoy-callgrind fmt fmt-check lint clean
 
 all: build
 
+## wasm-target: the Wasm target for the pinned toolchain. rustup adds the
+## targets of rust-toolchain.toml only when it installs the toolchain itself;
+## a machine that already had 1.95.0 without wasm32-wasip1 failed with
+## "can't find crate for `core`". `rustup target add` is a no-op once there.
+wasm-target:
+	@if command -v rustup >/dev/null; then rustup target add $(WASM_TARGET) >/dev/null; fi
+
 ## build: every filter as dist/filters/<crate_name>.wasm, and all five in one
 ## module as dist/filters/bundle.wasm
-build:
+build: wasm-target
 	$(CARGO) build --release --target $(WASM_TARGET) $(foreach f,$(FILTERS),-p $(subst _,-,$(f)))
 	@# The bundle links every filter without its entry point (default
 	@# features off); cargo merges features within one invocation, so it
@@ -41,7 +48,7 @@ build:
 	@ls -l dist/filters
 
 ## fixtures: host-test's conformance filters as dist/fixtures/<name>.wasm
-fixtures:
+fixtures: wasm-target
 	$(CARGO) build --release --target $(WASM_TARGET) $(foreach f,$(FIXTURES),-p fixture-$(f))
 	@mkdir -p dist/fixtures
 	@for f in $(FIXTURES); do cp $(WASM_OUT)/$$f.wasm dist/fixtures/$$f.wasm; done
@@ -198,7 +205,7 @@ fmt-check:
 	$(CARGO) fmt --all -- --check
 
 ## lint: clippy, natively and for the Wasm target, warnings are errors
-lint:
+lint: wasm-target
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) $(foreach f,$(FILTERS),-p $(subst _,-,$(f))) $(foreach f,$(FIXTURES),-p fixture-$(f)) -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) -p bundle -- -D warnings
