@@ -16,9 +16,9 @@ pub enum KeyMaterial {
     /// `kty: RSA` (RS* and PS*), prepared for verification once here.
     Rsa(RsaKey),
     /// `kty: EC`, `crv: P-256` (ES256).
-    P256(crate::es256::P256Key),
+    P256(crate::ecdsa::P256Key),
     /// `kty: EC`, `crv: P-384` (ES384).
-    P384(p384::ecdsa::VerifyingKey),
+    P384(crate::ecdsa::P384Key),
     /// `kty: EC`, `crv: P-521` (ES512). Boxed: the key is large.
     P521(Box<p521::ecdsa::VerifyingKey>),
     /// `kty: OKP`, `crv: Ed25519` (EdDSA).
@@ -182,10 +182,10 @@ fn parse_key(key: &Map<String, Value>) -> Result<Jwk, &'static str> {
             // from_sec1_bytes checks the lengths and that the point is on the curve.
             match crv {
                 "P-256" => KeyMaterial::P256(
-                    crate::es256::P256Key::from_sec1_bytes(&sec1).map_err(|_| BAD_POINT)?,
+                    crate::ecdsa::P256Key::from_sec1_bytes(&sec1).map_err(|_| BAD_POINT)?,
                 ),
                 "P-384" => KeyMaterial::P384(
-                    p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| BAD_POINT)?,
+                    crate::ecdsa::P384Key::from_sec1_bytes(&sec1).map_err(|_| BAD_POINT)?,
                 ),
                 "P-521" => KeyMaterial::P521(Box::new(
                     p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| BAD_POINT)?,

@@ -14,7 +14,8 @@
 //!
 //! Layout (jwt_authn's split): [`config`] validates, [`extract`] finds
 //! tokens, [`jwt`] parses them, [`jwks`] parses key sets once, [`crypto`]
-//! verifies signatures ([`rsa_verify`] on [`montgomery`] for RS*/PS*), [`auth`] is the pure decision, [`claims`] renders
+//! verifies signatures ([`rsa_verify`] on [`montgomery`] for RS*/PS*,
+//! [`ecdsa`] for ES256/ES384), [`auth`] is the pure decision, [`claims`] renders
 //! and checks claims, [`cache`] is the shared-data cache scheme,
 //! [`status`] holds jwt_verify_lib's messages, and `filter` is the
 //! proxy-wasm glue.
@@ -27,7 +28,7 @@ pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod crypto;
-pub mod es256;
+pub mod ecdsa;
 pub mod extract;
 pub mod jwks;
 pub mod jwt;
