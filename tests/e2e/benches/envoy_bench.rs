@@ -222,20 +222,24 @@ fn request() -> &'static [u8] {
     })
 }
 
-/// [`request`] with the token of `alg` ("ES256" or "EdDSA") instead.
+/// [`request`] with the token of `alg` (one of [`curve_keys::ALGS`])
+/// instead.
 fn curve_request(alg: &'static str) -> &'static [u8] {
-    static REQUESTS: OnceLock<[Vec<u8>; 2]> = OnceLock::new();
-    let [es256, eddsa] = REQUESTS.get_or_init(|| {
-        ["ES256", "EdDSA"].map(|alg| {
-            let token = curve_keys::token(alg, "bench-user", 24 * 3600);
-            format!("{REQUEST_HEAD}authorization: Bearer {token}\r\n\r\n").into_bytes()
-        })
+    static REQUESTS: OnceLock<Vec<(&'static str, Vec<u8>)>> = OnceLock::new();
+    let requests = REQUESTS.get_or_init(|| {
+        curve_keys::ALGS
+            .into_iter()
+            .map(|alg| {
+                let token = curve_keys::token(alg, "bench-user", 24 * 3600);
+                let request = format!("{REQUEST_HEAD}authorization: Bearer {token}\r\n\r\n");
+                (alg, request.into_bytes())
+            })
+            .collect()
     });
-    if alg == "ES256" {
-        es256
-    } else {
-        eddsa
-    }
+    requests
+        .iter()
+        .find(|(known, _)| *known == alg)
+        .map_or(&[][..], |(_, request)| request.as_slice())
 }
 
 /// The same request without a token, which the JWT configurations refuse.
@@ -388,6 +392,8 @@ enum Case {
     JwtAuthnUncached,
     JwtAuthEs256,
     JwtAuthnEs256,
+    JwtAuthEs384,
+    JwtAuthnEs384,
     JwtAuthEdDsa,
     JwtAuthnEdDsa,
     WasmChain,
@@ -407,7 +413,7 @@ enum Case {
     FloorGlobal,
 }
 
-const CASES: [Case; 31] = [
+const CASES: [Case; 33] = [
     Case::None,
     Case::Noop,
     Case::SecurityHeaders,
@@ -422,6 +428,8 @@ const CASES: [Case; 31] = [
     Case::JwtAuthnUncached,
     Case::JwtAuthEs256,
     Case::JwtAuthnEs256,
+    Case::JwtAuthEs384,
+    Case::JwtAuthnEs384,
     Case::JwtAuthEdDsa,
     Case::JwtAuthnEdDsa,
     Case::WasmChain,
@@ -458,6 +466,8 @@ impl Case {
             Case::JwtAuthnUncached => "jwt_authn, RS256 verified every request (native)",
             Case::JwtAuthEs256 => "jwt-auth, ES256 verified every request (Wasm)",
             Case::JwtAuthnEs256 => "jwt_authn, ES256 verified every request (native)",
+            Case::JwtAuthEs384 => "jwt-auth, ES384 verified every request (Wasm)",
+            Case::JwtAuthnEs384 => "jwt_authn, ES384 verified every request (native)",
             Case::JwtAuthEdDsa => "jwt-auth, EdDSA verified every request (Wasm)",
             Case::JwtAuthnEdDsa => "jwt_authn, EdDSA verified every request (native)",
             Case::WasmChain => "5 filters, separate (Wasm)",
@@ -495,6 +505,8 @@ impl Case {
             Case::JwtAuthnUncached => "jwt-authn-uncached",
             Case::JwtAuthEs256 => "jwt-auth-es256",
             Case::JwtAuthnEs256 => "jwt-authn-es256",
+            Case::JwtAuthEs384 => "jwt-auth-es384",
+            Case::JwtAuthnEs384 => "jwt-authn-es384",
             Case::JwtAuthEdDsa => "jwt-auth-eddsa",
             Case::JwtAuthnEdDsa => "jwt-authn-eddsa",
             Case::WasmChain => "wasm-chain",
@@ -526,6 +538,7 @@ impl Case {
                 | Case::JwtAuth
                 | Case::JwtAuthUncached
                 | Case::JwtAuthEs256
+                | Case::JwtAuthEs384
                 | Case::JwtAuthEdDsa
                 | Case::WasmChain
                 | Case::Bundle
@@ -543,20 +556,22 @@ impl Case {
     }
 
     /// The request this case is sent: every case gets [`request`] but the
-    /// ES256 and EdDSA ones, whose token is of their algorithm.
+    /// ES256, ES384 and EdDSA ones, whose token is of their algorithm.
     fn request(self) -> &'static [u8] {
         match self {
             Case::JwtAuthEs256 | Case::JwtAuthnEs256 => curve_request("ES256"),
+            Case::JwtAuthEs384 | Case::JwtAuthnEs384 => curve_request("ES384"),
             Case::JwtAuthEdDsa | Case::JwtAuthnEdDsa => curve_request("EdDSA"),
             _ => request(),
         }
     }
 
-    /// The ES256 and EdDSA cases' config: [`jwt_config`] with their key's
+    /// The ES256, ES384 and EdDSA cases' config: [`jwt_config`] with their key's
     /// JWKS and no token cache, so each request is verified.
     fn curve_config(self) -> serde_json::Value {
         let alg = match self {
             Case::JwtAuthEs256 | Case::JwtAuthnEs256 => "ES256",
+            Case::JwtAuthEs384 | Case::JwtAuthnEs384 => "ES384",
             _ => "EdDSA",
         };
         curve_keys::config(uncached(jwt_config()), alg)
@@ -664,12 +679,14 @@ impl Case {
                 &uncached(jwt_config()).to_string(),
             )),
             Case::JwtAuthnUncached => base.filter(native_jwt_authn(uncached(jwt_config()))),
-            Case::JwtAuthEs256 | Case::JwtAuthEdDsa => base.filter(HttpFilter::wasm(
-                "jwt_auth",
-                &paths::filter_wasm("jwt_auth"),
-                &self.curve_config().to_string(),
-            )),
-            Case::JwtAuthnEs256 | Case::JwtAuthnEdDsa => {
+            Case::JwtAuthEs256 | Case::JwtAuthEs384 | Case::JwtAuthEdDsa => {
+                base.filter(HttpFilter::wasm(
+                    "jwt_auth",
+                    &paths::filter_wasm("jwt_auth"),
+                    &self.curve_config().to_string(),
+                ))
+            }
+            Case::JwtAuthnEs256 | Case::JwtAuthnEs384 | Case::JwtAuthnEdDsa => {
                 base.filter(native_jwt_authn(self.curve_config()))
             }
             Case::GlobalBaseline
@@ -1368,6 +1385,8 @@ fn check_jwt(settings: &Settings) -> Result<(), String> {
         Case::JwtAuthnUncached,
         Case::JwtAuthEs256,
         Case::JwtAuthnEs256,
+        Case::JwtAuthEs384,
+        Case::JwtAuthnEs384,
         Case::JwtAuthEdDsa,
         Case::JwtAuthnEdDsa,
         Case::WasmChain,

@@ -1,5 +1,5 @@
-//! The ES256 and EdDSA keys and tokens of the `*-es256` and `*-eddsa`
-//! cases. The keys are derived from fixed labels (test only, never
+//! The ES256, ES384 and EdDSA keys and tokens of the `*-es256`,
+//! `*-es384` and `*-eddsa` cases. The keys are derived from fixed labels (test only, never
 //! secret), so every run verifies with the same key.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -10,17 +10,38 @@ use sha2::{Digest, Sha256};
 /// `kid` of each key in its JWKS and tokens.
 const KID: &str = "bench-curve-key";
 
-fn p256_key() -> p256::ecdsa::SigningKey {
-    // The first counter whose digest is a valid scalar (below the group
-    // order: all but a 2^-32 chance of them).
+/// The algorithms this module has keys for.
+pub const ALGS: [&str; 3] = ["ES256", "ES384", "EdDSA"];
+
+/// The first secret made of `bytes`-byte digests of a counter that
+/// `from_slice` takes (a valid scalar: below the group order, all but a
+/// 2^-32 chance of them).
+fn scalar_key<K>(alg: &str, bytes: usize, from_slice: impl Fn(&[u8]) -> Option<K>) -> K {
     let mut counter = 0u32;
     loop {
-        let secret = Sha256::digest(format!("envoy-bench ES256 key {counter}, test only"));
-        if let Ok(key) = p256::ecdsa::SigningKey::from_slice(&secret) {
+        let label = format!("envoy-bench {alg} key {counter}, test only");
+        let secret = [
+            Sha256::digest(&label),
+            Sha256::digest(Sha256::digest(&label)),
+        ]
+        .concat();
+        if let Some(key) = secret.get(..bytes).and_then(&from_slice) {
             return key;
         }
         counter += 1;
     }
+}
+
+fn p256_key() -> p256::ecdsa::SigningKey {
+    scalar_key("ES256", 32, |secret| {
+        p256::ecdsa::SigningKey::from_slice(secret).ok()
+    })
+}
+
+fn p384_key() -> p384::ecdsa::SigningKey {
+    scalar_key("ES384", 48, |secret| {
+        p384::ecdsa::SigningKey::from_slice(secret).ok()
+    })
 }
 
 fn ed25519_key() -> ed25519_dalek::SigningKey {
@@ -36,6 +57,13 @@ pub fn jwks(alg: &str) -> String {
         json!({"kty": "EC", "crv": "P-256", "kid": KID, "alg": "ES256", "use": "sig",
                "x": B64.encode(x.map(|x| x.to_vec()).unwrap_or_default()),
                "y": B64.encode(y.map(|y| y.to_vec()).unwrap_or_default())})
+    } else if alg == "ES384" {
+        // Uncompressed SEC1: 0x04, then x and y, 48 bytes each.
+        let point = p384_key().verifying_key().to_sec1_point(false);
+        let coordinates = point.as_bytes().get(1..).unwrap_or_default();
+        let (x, y) = coordinates.split_at(coordinates.len() / 2);
+        json!({"kty": "EC", "crv": "P-384", "kid": KID, "alg": "ES384", "use": "sig",
+               "x": B64.encode(x), "y": B64.encode(y)})
     } else {
         let public = ed25519_key().verifying_key();
         json!({"kty": "OKP", "crv": "Ed25519", "kid": KID, "alg": "EdDSA", "use": "sig",
@@ -69,6 +97,10 @@ fn sign(alg: &str, input: &[u8]) -> Vec<u8> {
     if alg == "ES256" {
         use p256::ecdsa::signature::Signer;
         let signature: p256::ecdsa::Signature = p256_key().sign(input);
+        signature.to_bytes().to_vec()
+    } else if alg == "ES384" {
+        use p384::ecdsa::signature::Signer;
+        let signature: p384::ecdsa::Signature = p384_key().sign(input);
         signature.to_bytes().to_vec()
     } else {
         use ed25519_dalek::Signer;
