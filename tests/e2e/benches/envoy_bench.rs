@@ -394,6 +394,8 @@ enum Case {
     JwtAuthnEs256,
     JwtAuthEs384,
     JwtAuthnEs384,
+    JwtAuthEs512,
+    JwtAuthnEs512,
     JwtAuthEdDsa,
     JwtAuthnEdDsa,
     WasmChain,
@@ -413,7 +415,7 @@ enum Case {
     FloorGlobal,
 }
 
-const CASES: [Case; 33] = [
+const CASES: [Case; 35] = [
     Case::None,
     Case::Noop,
     Case::SecurityHeaders,
@@ -430,6 +432,8 @@ const CASES: [Case; 33] = [
     Case::JwtAuthnEs256,
     Case::JwtAuthEs384,
     Case::JwtAuthnEs384,
+    Case::JwtAuthEs512,
+    Case::JwtAuthnEs512,
     Case::JwtAuthEdDsa,
     Case::JwtAuthnEdDsa,
     Case::WasmChain,
@@ -468,6 +472,8 @@ impl Case {
             Case::JwtAuthnEs256 => "jwt_authn, ES256 verified every request (native)",
             Case::JwtAuthEs384 => "jwt-auth, ES384 verified every request (Wasm)",
             Case::JwtAuthnEs384 => "jwt_authn, ES384 verified every request (native)",
+            Case::JwtAuthEs512 => "jwt-auth, ES512 verified every request (Wasm)",
+            Case::JwtAuthnEs512 => "jwt_authn, ES512 verified every request (native)",
             Case::JwtAuthEdDsa => "jwt-auth, EdDSA verified every request (Wasm)",
             Case::JwtAuthnEdDsa => "jwt_authn, EdDSA verified every request (native)",
             Case::WasmChain => "5 filters, separate (Wasm)",
@@ -507,6 +513,8 @@ impl Case {
             Case::JwtAuthnEs256 => "jwt-authn-es256",
             Case::JwtAuthEs384 => "jwt-auth-es384",
             Case::JwtAuthnEs384 => "jwt-authn-es384",
+            Case::JwtAuthEs512 => "jwt-auth-es512",
+            Case::JwtAuthnEs512 => "jwt-authn-es512",
             Case::JwtAuthEdDsa => "jwt-auth-eddsa",
             Case::JwtAuthnEdDsa => "jwt-authn-eddsa",
             Case::WasmChain => "wasm-chain",
@@ -539,6 +547,7 @@ impl Case {
                 | Case::JwtAuthUncached
                 | Case::JwtAuthEs256
                 | Case::JwtAuthEs384
+                | Case::JwtAuthEs512
                 | Case::JwtAuthEdDsa
                 | Case::WasmChain
                 | Case::Bundle
@@ -556,22 +565,24 @@ impl Case {
     }
 
     /// The request this case is sent: every case gets [`request`] but the
-    /// ES256, ES384 and EdDSA ones, whose token is of their algorithm.
+    /// ES256, ES384, ES512 and EdDSA ones, whose token is of their algorithm.
     fn request(self) -> &'static [u8] {
         match self {
             Case::JwtAuthEs256 | Case::JwtAuthnEs256 => curve_request("ES256"),
             Case::JwtAuthEs384 | Case::JwtAuthnEs384 => curve_request("ES384"),
+            Case::JwtAuthEs512 | Case::JwtAuthnEs512 => curve_request("ES512"),
             Case::JwtAuthEdDsa | Case::JwtAuthnEdDsa => curve_request("EdDSA"),
             _ => request(),
         }
     }
 
-    /// The ES256, ES384 and EdDSA cases' config: [`jwt_config`] with their key's
+    /// The ES256, ES384, ES512 and EdDSA cases' config: [`jwt_config`] with their key's
     /// JWKS and no token cache, so each request is verified.
     fn curve_config(self) -> serde_json::Value {
         let alg = match self {
             Case::JwtAuthEs256 | Case::JwtAuthnEs256 => "ES256",
             Case::JwtAuthEs384 | Case::JwtAuthnEs384 => "ES384",
+            Case::JwtAuthEs512 | Case::JwtAuthnEs512 => "ES512",
             _ => "EdDSA",
         };
         curve_keys::config(uncached(jwt_config()), alg)
@@ -679,16 +690,17 @@ impl Case {
                 &uncached(jwt_config()).to_string(),
             )),
             Case::JwtAuthnUncached => base.filter(native_jwt_authn(uncached(jwt_config()))),
-            Case::JwtAuthEs256 | Case::JwtAuthEs384 | Case::JwtAuthEdDsa => {
+            Case::JwtAuthEs256 | Case::JwtAuthEs384 | Case::JwtAuthEs512 | Case::JwtAuthEdDsa => {
                 base.filter(HttpFilter::wasm(
                     "jwt_auth",
                     &paths::filter_wasm("jwt_auth"),
                     &self.curve_config().to_string(),
                 ))
             }
-            Case::JwtAuthnEs256 | Case::JwtAuthnEs384 | Case::JwtAuthnEdDsa => {
-                base.filter(native_jwt_authn(self.curve_config()))
-            }
+            Case::JwtAuthnEs256
+            | Case::JwtAuthnEs384
+            | Case::JwtAuthnEs512
+            | Case::JwtAuthnEdDsa => base.filter(native_jwt_authn(self.curve_config())),
             Case::GlobalBaseline
             | Case::GlobalWasm
             | Case::GlobalNative
@@ -1387,6 +1399,8 @@ fn check_jwt(settings: &Settings) -> Result<(), String> {
         Case::JwtAuthnEs256,
         Case::JwtAuthEs384,
         Case::JwtAuthnEs384,
+        Case::JwtAuthEs512,
+        Case::JwtAuthnEs512,
         Case::JwtAuthEdDsa,
         Case::JwtAuthnEdDsa,
         Case::WasmChain,

@@ -1,5 +1,5 @@
-//! The ES256, ES384 and EdDSA keys and tokens of the `*-es256`,
-//! `*-es384` and `*-eddsa` cases. The keys are derived from fixed labels (test only, never
+//! The ES256, ES384, ES512 and EdDSA keys and tokens of the `*-es256`,
+//! `*-es384`, `*-es512` and `*-eddsa` cases. The keys are derived from fixed labels (test only, never
 //! secret), so every run verifies with the same key.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -11,21 +11,23 @@ use sha2::{Digest, Sha256};
 const KID: &str = "bench-curve-key";
 
 /// The algorithms this module has keys for.
-pub const ALGS: [&str; 3] = ["ES256", "ES384", "EdDSA"];
+pub const ALGS: [&str; 4] = ["ES256", "ES384", "ES512", "EdDSA"];
 
-/// The first secret made of `bytes`-byte digests of a counter that
-/// `from_slice` takes (a valid scalar: below the group order, all but a
-/// 2^-32 chance of them).
+/// The first `bytes`-byte secret, a chain of digests of a labelled
+/// counter, that `from_slice` takes (a valid scalar: below the group
+/// order, about half of them for P-521 and nearly all for the others).
 fn scalar_key<K>(alg: &str, bytes: usize, from_slice: impl Fn(&[u8]) -> Option<K>) -> K {
     let mut counter = 0u32;
     loop {
         let label = format!("envoy-bench {alg} key {counter}, test only");
-        let secret = [
-            Sha256::digest(&label),
-            Sha256::digest(Sha256::digest(&label)),
-        ]
-        .concat();
-        if let Some(key) = secret.get(..bytes).and_then(&from_slice) {
+        let mut secret = Vec::with_capacity(bytes + 32);
+        let mut block = Sha256::digest(label);
+        while secret.len() < bytes {
+            secret.extend_from_slice(&block);
+            block = Sha256::digest(block);
+        }
+        secret.truncate(bytes);
+        if let Some(key) = from_slice(&secret) {
             return key;
         }
         counter += 1;
@@ -44,6 +46,18 @@ fn p384_key() -> p384::ecdsa::SigningKey {
     })
 }
 
+fn p521_key() -> p521::ecdsa::SigningKey {
+    // 66 bytes, of which the scalar may use 521 bits: the top byte's
+    // highest 7 bits cleared.
+    scalar_key("ES512", 66, |secret| {
+        let mut secret = secret.to_vec();
+        if let Some(top) = secret.first_mut() {
+            *top &= 1;
+        }
+        p521::ecdsa::SigningKey::from_slice(&secret).ok()
+    })
+}
+
 fn ed25519_key() -> ed25519_dalek::SigningKey {
     let secret: [u8; 32] = Sha256::digest(b"envoy-bench EdDSA key, test only").into();
     ed25519_dalek::SigningKey::from_bytes(&secret)
@@ -57,12 +71,30 @@ pub fn jwks(alg: &str) -> String {
         json!({"kty": "EC", "crv": "P-256", "kid": KID, "alg": "ES256", "use": "sig",
                "x": B64.encode(x.map(|x| x.to_vec()).unwrap_or_default()),
                "y": B64.encode(y.map(|y| y.to_vec()).unwrap_or_default())})
-    } else if alg == "ES384" {
-        // Uncompressed SEC1: 0x04, then x and y, 48 bytes each.
-        let point = p384_key().verifying_key().to_sec1_point(false);
-        let coordinates = point.as_bytes().get(1..).unwrap_or_default();
+    } else if alg == "ES384" || alg == "ES512" {
+        // Uncompressed SEC1: 0x04, then x and y of equal length.
+        let (crv, point) = if alg == "ES384" {
+            (
+                "P-384",
+                p384_key()
+                    .verifying_key()
+                    .to_sec1_point(false)
+                    .as_bytes()
+                    .to_vec(),
+            )
+        } else {
+            (
+                "P-521",
+                p521_key()
+                    .verifying_key()
+                    .to_sec1_point(false)
+                    .as_bytes()
+                    .to_vec(),
+            )
+        };
+        let coordinates = point.get(1..).unwrap_or_default();
         let (x, y) = coordinates.split_at(coordinates.len() / 2);
-        json!({"kty": "EC", "crv": "P-384", "kid": KID, "alg": "ES384", "use": "sig",
+        json!({"kty": "EC", "crv": crv, "kid": KID, "alg": alg, "use": "sig",
                "x": B64.encode(x), "y": B64.encode(y)})
     } else {
         let public = ed25519_key().verifying_key();
@@ -101,6 +133,10 @@ fn sign(alg: &str, input: &[u8]) -> Vec<u8> {
     } else if alg == "ES384" {
         use p384::ecdsa::signature::Signer;
         let signature: p384::ecdsa::Signature = p384_key().sign(input);
+        signature.to_bytes().to_vec()
+    } else if alg == "ES512" {
+        use p521::ecdsa::signature::Signer;
+        let signature: p521::ecdsa::Signature = p521_key().sign(input);
         signature.to_bytes().to_vec()
     } else {
         use ed25519_dalek::Signer;
