@@ -67,11 +67,7 @@ pub fn verify(alg: Alg, key: &KeyMaterial, input: &[u8], signature: &[u8]) -> bo
         (Ps512, KeyMaterial::Rsa(k)) => k.verify_pss(Hash::Sha512, input, signature),
         (Es256, KeyMaterial::P256(k)) => k.verify(input, signature),
         (Es384, KeyMaterial::P384(k)) => k.verify(input, signature),
-        (Es512, KeyMaterial::P521(k)) => {
-            use p521::ecdsa::signature::Verifier;
-            p521::ecdsa::Signature::from_slice(signature)
-                .is_ok_and(|sig| k.verify(input, &sig).is_ok())
-        }
+        (Es512, KeyMaterial::P521(k)) => k.verify(input, signature),
         (EdDsa, KeyMaterial::Ed25519(k)) => ed25519_dalek::Signature::from_slice(signature)
             .is_ok_and(|sig| k.verify_strict(input, &sig).is_ok()),
         (Hs256, KeyMaterial::Hmac(secret)) => hmac_ok::<Hmac<Sha256>>(secret, input, signature),

@@ -34,10 +34,10 @@ use std::sync::{Arc, OnceLock};
 
 use p256_014::elliptic_curve::group::Group;
 use p256_014::elliptic_curve::ops::Reduce;
-use sha2::{Digest, Sha256, Sha384};
+use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use comb::Comb;
-use field::{Fe, Params, P256, P384};
+use field::{Fe, Params, P256, P384, P521};
 use point::{Affine, Jacobian};
 
 mod comb;
@@ -152,11 +152,16 @@ macro_rules! ecdsa_key {
                     return self.key.verify(message, &signature).is_ok();
                 };
                 let (r, s) = signature.split_scalars();
-                let Ok(digest) = $krate::FieldBytes::try_from(<$digest>::digest(message).as_slice())
+                // bits2int: a digest no longer than n is the integer itself
+                // (SHA-512's 64 bytes in P-521's 66); reduced mod n.
+                let digest = <$digest>::digest(message);
+                let mut z = $krate::FieldBytes::default();
+                let Some(low) = z.len().checked_sub(digest.len()).and_then(|at| z.get_mut(at..))
                 else {
                     return false;
                 };
-                let z = <$krate::Scalar as Reduce<$krate::FieldBytes>>::reduce(&digest);
+                low.copy_from_slice(&digest);
+                let z = <$krate::Scalar as Reduce<$krate::FieldBytes>>::reduce(&z);
                 let Some(s_inv) = Option::<$krate::Scalar>::from(s.invert_vartime()) else {
                     return false;
                 };
@@ -175,6 +180,11 @@ ecdsa_key! {
 ecdsa_key! {
     /// A P-384 public key prepared for ES384 verification.
     P384Key: p384, Sha384, P384, words 12, key window 5, generator window 7
+}
+
+ecdsa_key! {
+    /// A P-521 public key prepared for ES512 verification.
+    P521Key: p521, Sha512, P521, words 17, key window 4, generator window 6
 }
 
 #[cfg(test)]
@@ -211,6 +221,11 @@ mod tests {
                         flip in proptest::option::of(0usize..16 * $scalar_bytes),
                         other_message in proptest::bool::ANY,
                     ) {
+                        let mut secret = secret;
+                        if $scalar_bytes == 66 {
+                            // A P-521 scalar has 521 bits: 1 in the top byte.
+                            secret[0] &= 1;
+                        }
                         let Ok(signing) = $krate::ecdsa::SigningKey::from_slice(&secret) else {
                             return Ok(());
                         };
@@ -239,7 +254,9 @@ mod tests {
 
                 #[test]
                 fn keys_past_the_table_budget_verify_without_one() {
-                    let signing = $krate::ecdsa::SigningKey::from_slice(&[7; $scalar_bytes]).unwrap();
+                    let mut secret = [7; $scalar_bytes];
+                    secret[0] = 0;
+                    let signing = $krate::ecdsa::SigningKey::from_slice(&secret).unwrap();
                     let signature: $krate::ecdsa::Signature = signing.sign(b"message");
                     let sec1 = signing.verifying_key().to_sec1_point(false);
                     let _budget = budget();
@@ -262,4 +279,5 @@ mod tests {
 
     key_tests!(on_p256, P256Key, p256_014, 32);
     key_tests!(on_p384, P384Key, p384, 48);
+    key_tests!(on_p521, P521Key, p521, 66);
 }

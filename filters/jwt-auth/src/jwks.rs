@@ -20,7 +20,7 @@ pub enum KeyMaterial {
     /// `kty: EC`, `crv: P-384` (ES384).
     P384(crate::ecdsa::P384Key),
     /// `kty: EC`, `crv: P-521` (ES512). Boxed: the key is large.
-    P521(Box<p521::ecdsa::VerifyingKey>),
+    P521(Box<crate::ecdsa::P521Key>),
     /// `kty: OKP`, `crv: Ed25519` (EdDSA).
     Ed25519(ed25519_dalek::VerifyingKey),
     /// `kty: oct` (HS*).
@@ -188,7 +188,7 @@ fn parse_key(key: &Map<String, Value>) -> Result<Jwk, &'static str> {
                     crate::ecdsa::P384Key::from_sec1_bytes(&sec1).map_err(|_| BAD_POINT)?,
                 ),
                 "P-521" => KeyMaterial::P521(Box::new(
-                    p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| BAD_POINT)?,
+                    crate::ecdsa::P521Key::from_sec1_bytes(&sec1).map_err(|_| BAD_POINT)?,
                 )),
                 _ => return Err("[crv] field is not supported for an EC key"),
             }

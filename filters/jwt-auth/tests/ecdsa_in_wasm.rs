@@ -1,4 +1,4 @@
-//! ES256 and ES384 verification inside the shipped jwt_auth.wasm, under
+//! ES256, ES384 and ES512 verification inside the shipped jwt_auth.wasm, under
 //! host-test.
 //!
 //! `src/ecdsa/` sums table points with its own field arithmetic, which is
@@ -16,7 +16,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
-use host_test::{FilterSpec, Host, Request};
+use host_test::{FilterSpec, Host, Request, VmLimits};
 use rand::{Rng, RngCore};
 use serde_json::{json, Value};
 
@@ -30,29 +30,42 @@ const NOW: u64 = 1_767_225_600;
 const KEYS: usize = 3;
 /// Tokens per key.
 const TOKENS: usize = 4;
+/// Fuel per callback: configure builds nine key tables and three tables
+/// of G, between 1.5 and 2 x 10^9 instructions (2026-12-07), more than
+/// host-test's default budget. A JWKS of a few keys of one curve fits.
+const FUEL: u64 = 3_000_000_000;
 
 /// A signing key of either curve, with what the JWKS and tokens need.
 enum Key {
     P256(p256_014::ecdsa::SigningKey),
     P384(p384::ecdsa::SigningKey),
+    P521(p521::ecdsa::SigningKey),
 }
 
 impl Key {
     fn random(alg: &str) -> Self {
         let mut rng = rand::thread_rng();
         loop {
-            let mut secret = vec![0u8; if alg == "ES256" { 32 } else { 48 }];
+            let mut secret = vec![0u8; 66];
             rng.fill_bytes(&mut secret);
-            let key = if alg == "ES256" {
-                p256_014::ecdsa::SigningKey::from_slice(&secret)
+            let key = match alg {
+                "ES256" => p256_014::ecdsa::SigningKey::from_slice(&secret[..32])
                     .ok()
-                    .map(Key::P256)
-            } else {
-                p384::ecdsa::SigningKey::from_slice(&secret)
+                    .map(Key::P256),
+                "ES384" => p384::ecdsa::SigningKey::from_slice(&secret[..48])
                     .ok()
-                    .map(Key::P384)
+                    .map(Key::P384),
+                "ES512" => {
+                    // 521 bits: 1 in the top byte.
+                    secret[0] &= 1;
+                    p521::ecdsa::SigningKey::from_slice(&secret)
+                        .ok()
+                        .map(Key::P521)
+                }
+                other => panic!("no key type for {other}"),
             };
             if let Some(key) = key {
+                assert_eq!(key.alg(), alg);
                 return key;
             }
         }
@@ -62,6 +75,7 @@ impl Key {
         match self {
             Key::P256(_) => "ES256",
             Key::P384(_) => "ES384",
+            Key::P521(_) => "ES512",
         }
     }
 
@@ -73,6 +87,10 @@ impl Key {
             ),
             Key::P384(key) => (
                 "P-384",
+                key.verifying_key().to_sec1_point(false).as_bytes().to_vec(),
+            ),
+            Key::P521(key) => (
+                "P-521",
                 key.verifying_key().to_sec1_point(false).as_bytes().to_vec(),
             ),
         };
@@ -92,6 +110,11 @@ impl Key {
             Key::P384(key) => {
                 use p384::ecdsa::signature::Signer;
                 let signature: p384::ecdsa::Signature = key.sign(input);
+                signature.to_bytes().to_vec()
+            }
+            Key::P521(key) => {
+                use p521::ecdsa::signature::Signer;
+                let signature: p521::ecdsa::Signature = key.sign(input);
                 signature.to_bytes().to_vec()
             }
         }
@@ -119,7 +142,7 @@ fn ecdsa_signatures_verify_in_wasm_exactly_when_valid() {
         std::path::Path::new(WASM).exists(),
         "{WASM} is missing: run `make build`"
     );
-    let keys: Vec<(String, Key)> = ["ES256", "ES384"]
+    let keys: Vec<(String, Key)> = ["ES256", "ES384", "ES512"]
         .into_iter()
         .flat_map(|alg| (0..KEYS).map(move |i| (format!("{alg}-{i}"), Key::random(alg))))
         .collect();
@@ -132,6 +155,10 @@ fn ecdsa_signatures_verify_in_wasm_exactly_when_valid() {
         "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}]
     });
     let mut host = Host::new().unwrap();
+    host.set_limits(VmLimits {
+        fuel_per_callback: FUEL,
+        ..VmLimits::default()
+    });
     host.add_filter(FilterSpec::file("jwt", WASM).config(config.to_string().into_bytes()))
         .unwrap();
     let mut rng = rand::thread_rng();
@@ -167,5 +194,5 @@ fn ecdsa_signatures_verify_in_wasm_exactly_when_valid() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 2 * KEYS * TOKENS);
+    assert_eq!(checked, 3 * KEYS * TOKENS);
 }

@@ -4,7 +4,8 @@
 use super::field::Params;
 use super::point::{Affine, Jacobian};
 
-/// A comb with `W`-bit windows and signed digits over a `32N`-bit scalar:
+/// A comb with `W`-bit windows and signed digits over a scalar of
+/// [`Params::BITS`] bits:
 /// the points `d 2^(W i) P` for every window `i` and `d = 1..=2^(W-1)`, in
 /// affine form. A scalar is recoded into digits in `-2^(W-1)..=2^(W-1)`,
 /// and a negative digit adds the negated point, so a window needs half the
@@ -18,8 +19,9 @@ pub struct Comb<C, const N: usize, const W: usize> {
 impl<C: Params<N>, const N: usize, const W: usize> Comb<C, N, W> {
     /// Points per window: the largest digit's magnitude.
     const HALF: usize = 1 << (W - 1);
-    /// Windows for a `32N`-bit scalar and the carry out of its top window.
-    const WINDOWS: usize = 32 * N / W + 1;
+    /// Windows for a scalar and the carry out of its top window (which
+    /// holds `BITS mod W` bits, so its digit stays within `2^(W-1)`).
+    const WINDOWS: usize = C::BITS / W + 1;
     /// The table's size in bytes.
     pub const BYTES: usize = Self::WINDOWS * Self::HALF * core::mem::size_of::<Affine<C, N>>();
 
@@ -54,7 +56,8 @@ impl<C: Params<N>, const N: usize, const W: usize> Comb<C, N, W> {
         Some(Self { multiples })
     }
 
-    /// `acc += k P`, `k` (below `2^(32N)`) given as its big-endian bytes.
+    /// `acc += k P`, `k` (of at most [`Params::BITS`] bits) given as its
+    /// big-endian bytes.
     pub fn add_product(&self, acc: &mut Jacobian<C, N>, k: &[u8]) {
         let mut carry = 0;
         for (i, window) in self.multiples.chunks_exact(Self::HALF).enumerate() {
@@ -93,7 +96,7 @@ fn window_bits<const W: usize>(k: &[u8], i: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::super::field::{P256, P384};
+    use super::super::field::{P256, P384, P521};
     use super::*;
 
     /// The same tests for each curve, against its RustCrypto crate.
@@ -138,7 +141,7 @@ mod tests {
                         .map(Scalar::from)
                         .collect();
                     let mut power = Scalar::ONE;
-                    for _ in 0..32 * $words {
+                    for _ in 0..<$params as Params<$words>>::BITS {
                         scalars.push(power);
                         scalars.push(-power);
                         power = power.double();
@@ -166,7 +169,7 @@ mod tests {
                     /// Random scalars through an 8-bit comb.
                     #[test]
                     fn combs_compute_products_of_random_scalars(
-                        bytes in proptest::collection::vec(proptest::num::u8::ANY, 4 * $words),
+                        bytes in proptest::collection::vec(proptest::num::u8::ANY, <$params as Params<$words>>::BYTES),
                     ) {
                         let bytes = FieldBytes::try_from(bytes.as_slice()).unwrap();
                         let k = <Scalar as Reduce<FieldBytes>>::reduce(&bytes);
@@ -187,4 +190,5 @@ mod tests {
 
     comb_tests!(on_p256, p256_014, P256, 8);
     comb_tests!(on_p384, p384, P384, 12);
+    comb_tests!(on_p521, p521, P521, 17);
 }

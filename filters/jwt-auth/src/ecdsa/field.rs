@@ -1,40 +1,48 @@
-//! Arithmetic modulo the NIST primes of P-256 and P-384, shaped for Wasm.
+//! Arithmetic modulo the NIST primes of P-256, P-384 and P-521, shaped for
+//! Wasm.
 //!
-//! Why not the `p256`/`p384` crates' own fields: theirs is Montgomery
-//! arithmetic on 32-bit words with a carry chain after every product (Wasm
-//! has no 64x64->128 multiply), about 75 ns per P-256 product in V8. Here a
-//! product is `N^2` `32x32->64` multiplies whose low and high halves are
-//! summed into columns of at most 37 bits, with no carries at all. Both
-//! primes are Solinas primes: `2^(32N)` is a sum of a few signed powers of
-//! 2^32 mod p ([`Params::FOLD`]), so each column above the top word folds
-//! onto lower ones with additions only (the idea behind NIST's fast
-//! reduction, FIPS 186-4 D.2), and one pass of signed carries ends it.
+//! Why not the `p256`/`p384`/`p521` crates' own fields: theirs is
+//! Montgomery arithmetic on 32-bit words with a carry chain after every
+//! product (Wasm has no 64x64->128 multiply), about 75 ns per P-256 product
+//! in V8. Here a product is `N^2` `32x32->64` multiplies whose low and high
+//! halves are summed into columns of at most 38 bits, with no carries at
+//! all. The primes are Solinas primes: `2^B` (B the bits of p) is a sum of
+//! a few signed powers of 2^32 mod p ([`Params::FOLD`]), so each column
+//! above the top word folds onto lower ones with shifts and additions only
+//! (the idea behind NIST's fast reduction, FIPS 186-4 D.2), and one pass
+//! of signed carries ends it.
 //!
 //! Elements are kept *weakly* reduced: `N` 32-bit words of a value below
-//! `2^(32N)`, not necessarily below p. Only [`Fe::is_zero`],
-//! [`Fe::equals`] and [`Fe::to_canonical`] reduce fully. Variable time:
-//! only public values (keys, signatures, messages) ever pass through here.
+//! `2^B`, not necessarily below p. Only [`Fe::is_zero`], [`Fe::equals`]
+//! and [`Fe::to_canonical`] reduce fully. Variable time: only public
+//! values (keys, signatures, messages) ever pass through here.
 
 use core::marker::PhantomData;
 
 /// The low 32 bits of a word.
 const LOW: u64 = 0xffff_ffff;
 
-/// Columns of a product, for up to 12 words (P-384): `2N + 1` of them.
-pub const COLUMNS: usize = 25;
+/// Columns of a product, for up to 17 words (P-521): `2N + 1` of them.
+pub const COLUMNS: usize = 35;
 
 /// What defines a curve's field and group for this module.
 pub trait Params<const N: usize>: Copy + core::fmt::Debug {
-    /// p's words, least significant first; p is above `2^(32N - 1)`, so a
-    /// weakly reduced value is below 2p.
+    /// p's words, least significant first.
     const P: [u32; N];
-    /// `2^(32N) mod p` as `(word, coefficient)` terms.
-    const FOLD: [(usize, i64); 4];
+    /// Bits of p and of n (the same for these curves): B.
+    const BITS: usize;
+    /// Bytes of a coordinate or scalar: B / 8, rounded up.
+    const BYTES: usize = Self::BITS.div_ceil(8);
+    /// Bits the top word may use in a weakly reduced element: p is above
+    /// `2^(B - 1)`, so a value below `2^B` is below 2p.
+    const TOP_BITS: usize = Self::BITS - 32 * (N - 1);
+    /// `2^B mod p` as `(word, coefficient)` terms.
+    const FOLD: &'static [(usize, i64)];
     /// `sum c_k 2^(32k)` (k = 0..=2N) as `N` signed words: every column
-    /// from N up folded onto lower ones with [`Self::FOLD`], top down.
-    /// Written out per curve (the test `reductions_fold_every_column`
-    /// checks each against [`Self::FOLD`]): a generic loop over the
-    /// columns made P-256 verification 1.5x slower in V8.
+    /// from N up folded onto lower ones with [`Self::FOLD`]. Written out
+    /// per curve (the test `reductions_fold_every_column` checks each): a
+    /// generic loop over the columns made P-256 verification 1.5x slower
+    /// in V8.
     fn reduce(columns: [i64; COLUMNS]) -> [i64; N];
     /// The group order n's words, least significant first.
     const ORDER: [u32; N];
@@ -55,8 +63,9 @@ impl Params<8> for P256 {
         1,
         0xffff_ffff,
     ];
+    const BITS: usize = 256;
     /// 2^256 = 2^224 - 2^192 - 2^96 + 1.
-    const FOLD: [(usize, i64); 4] = [(0, 1), (3, -1), (6, -1), (7, 1)];
+    const FOLD: &'static [(usize, i64)] = &[(0, 1), (3, -1), (6, -1), (7, 1)];
 
     /// FIPS 186-4 D.2.3's T + 2 S1 + 2 S2 + S3 + S4 - D1 - D2 - D3 - D4,
     /// plus column 16.
@@ -105,13 +114,14 @@ impl Params<12> for P384 {
         0xffff_ffff,
         0xffff_ffff,
     ];
+    const BITS: usize = 384;
     /// 2^384 = 2^128 + 2^96 - 2^32 + 1.
-    const FOLD: [(usize, i64); 4] = [(0, 1), (1, -1), (3, 1), (4, 1)];
+    const FOLD: &'static [(usize, i64)] = &[(0, 1), (1, -1), (3, 1), (4, 1)];
 
     /// FIPS 186-4 D.2.4's T + 2 S1 + S2 + S3 + S4 + S5 + S6 - D1 - D2 -
     /// D3, plus column 24.
     fn reduce(columns: [i64; COLUMNS]) -> [i64; 12] {
-        let [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19, c20, c21, c22, c23, c24] =
+        let [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19, c20, c21, c22, c23, c24, ..] =
             columns;
         [
             c0 + c12 + c20 + c21 - c23 + c24,
@@ -141,6 +151,61 @@ impl Params<12> for P384 {
         0xffff_ffff,
         0xffff_ffff,
         0xffff_ffff,
+    ];
+}
+
+/// P-521: p = 2^521 - 1, 17 words, the top one of 9 bits.
+#[derive(Clone, Copy, Debug)]
+pub struct P521;
+
+impl Params<17> for P521 {
+    const P: [u32; 17] = {
+        let mut words = [u32::MAX; 17];
+        words[16] = 0x1ff;
+        words
+    };
+    const BITS: usize = 521;
+    /// 2^521 = 1.
+    const FOLD: &'static [(usize, i64)] = &[(0, 1)];
+
+    /// Column 17 + j is `2^(32j) 2^544 = 2^(32j) 2^23`: its low 9 bits
+    /// times 2^23 go onto word j and the rest onto word j + 1 (for j = 16,
+    /// word 17 is 2^544 again: onto word 0, times 2^23). Column 34 is
+    /// `2^1088 = 2^46`: onto word 1, times 2^14. Words stay below 2^53.
+    fn reduce(columns: [i64; COLUMNS]) -> [i64; 17] {
+        let mut words = [0i64; 17];
+        for (word, &column) in words.iter_mut().zip(&columns) {
+            *word = column;
+        }
+        let mut spill = 0;
+        for (word, &column) in words.iter_mut().zip(columns.iter().skip(17)) {
+            *word += ((column & 0x1ff) << 23) + spill;
+            spill = column >> 9;
+        }
+        let [w0, w1, ..] = &mut words;
+        *w0 += spill << 23;
+        *w1 += columns.get(34).map_or(0, |&column| column << 14);
+        words
+    }
+
+    const ORDER: [u32; 17] = [
+        0x9138_6409,
+        0xbb6f_b71e,
+        0x899c_47ae,
+        0x3bb5_c9b8,
+        0xf709_a5d0,
+        0x7fcc_0148,
+        0xbf2f_966b,
+        0x5186_8783,
+        0xffff_fffa,
+        0xffff_ffff,
+        0xffff_ffff,
+        0xffff_ffff,
+        0xffff_ffff,
+        0xffff_ffff,
+        0xffff_ffff,
+        0xffff_ffff,
+        0x1ff,
     ];
 }
 
@@ -178,31 +243,36 @@ impl<C: Params<N>, const N: usize> Fe<C, N> {
         }
     }
 
-    /// The element of a `4N`-byte big-endian integer. `None` for another
-    /// length.
+    /// The element of a [`Params::BYTES`]-byte big-endian integer below
+    /// p (as the curve crates give coordinates and scalars). `None` for
+    /// another length or a value of more than [`Params::BITS`] bits.
     #[must_use]
     pub fn from_be_bytes(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != 4 * N {
+        if bytes.len() != C::BYTES {
             return None;
         }
+        // Least significant byte first, then four at a time.
         let mut words = [0u32; N];
-        for (word, chunk) in words.iter_mut().rev().zip(bytes.chunks_exact(4)) {
-            let mut be = [0u8; 4];
-            be.copy_from_slice(chunk);
-            *word = u32::from_be_bytes(be);
+        for (i, &byte) in bytes.iter().rev().enumerate() {
+            if let Some(word) = words.get_mut(i / 4) {
+                *word |= u32::from(byte) << (8 * (i % 4));
+            }
         }
-        Some(Self::from_words(words))
+        let top = words.last().copied().unwrap_or(0);
+        (u64::from(top) >> C::TOP_BITS == 0).then(|| Self::from_words(words))
     }
 
-    /// The fully reduced value as `4N` big-endian bytes.
+    /// The fully reduced value as [`Params::BYTES`] big-endian bytes.
     #[cfg(test)]
     #[must_use]
     pub fn to_be_bytes(self) -> Vec<u8> {
-        self.to_canonical()
+        let bytes: Vec<u8> = self
+            .to_canonical()
             .iter()
             .rev()
             .flat_map(|word| word.to_be_bytes())
-            .collect()
+            .collect();
+        bytes[4 * N - C::BYTES..].to_vec()
     }
 
     /// The fully reduced value's words (below p), least significant first.
@@ -211,7 +281,7 @@ impl<C: Params<N>, const N: usize> Fe<C, N> {
         if below(&self.words, &C::P) {
             return self.words;
         }
-        // Below 2^(32N) < 2p: one subtraction of p at most.
+        // Below 2^B < 2p: one subtraction of p at most.
         let mut words = [0u32; N];
         let mut borrow = 0i64;
         for ((out, &a), &p) in words.iter_mut().zip(&self.words).zip(&C::P) {
@@ -349,31 +419,32 @@ fn below<const N: usize>(a: &[u32; N], b: &[u32; N]) -> bool {
 }
 
 /// The element of `sum c_k 2^(32k)` (k = 0..=2N), every `c_k` below 2^38.
-/// Each word of [`Params::reduce`] sums at most 14 columns, so the words
-/// stay below 2^42 in magnitude.
+/// The words of [`Params::reduce`] stay below 2^53 in magnitude (P-256's
+/// sum at most 14 columns; P-521's take columns shifted by 23 bits).
 fn reduce<C: Params<N>, const N: usize>(columns: [u64; COLUMNS]) -> Fe<C, N> {
     normalize::<C, N>(C::reduce(columns.map(|c| c as i64)))
 }
 
 /// The element of `sum r_j 2^(32j)` for signed `r_j` below 2^60 in
-/// magnitude: carries word to word, and folds what passes `2^(32N)` back
-/// in with [`Params::FOLD`] until nothing does. The first round leaves a
-/// carry below 2^28 in magnitude, the next ones -1, 0 or 1, and a fold of
-/// 1 or -1 cannot carry twice in a row the same way, so it ends within
-/// four rounds.
+/// magnitude: carries word to word, and folds what passes `2^B` back in
+/// with [`Params::FOLD`] until nothing does. The first round leaves a
+/// carry below 2^51 in magnitude, the next one a small one, and then -1,
+/// 0 or 1; a fold of 1 or -1 cannot carry twice in a row the same way,
+/// so it ends within a few rounds.
 fn normalize<C: Params<N>, const N: usize>(mut words: [i64; N]) -> Fe<C, N> {
     loop {
         let mut carry = 0i64;
-        for word in &mut words {
+        for (i, word) in words.iter_mut().enumerate() {
             let value = *word + carry;
-            *word = value & LOW as i64;
-            // Arithmetic shift: the floor, so the word stays in 0..2^32.
-            carry = value >> 32;
+            // Arithmetic shifts: the floor, so each word stays in range.
+            let bits = if i + 1 == N { C::TOP_BITS } else { 32 };
+            *word = value & ((1 << bits) - 1);
+            carry = value >> bits;
         }
         if carry == 0 {
             return Fe::from_words(words.map(|w| w as u32));
         }
-        for (word, coefficient) in C::FOLD {
+        for &(word, coefficient) in C::FOLD {
             if let Some(word) = words.get_mut(word) {
                 *word += coefficient * carry;
             }
@@ -395,7 +466,7 @@ mod tests {
         BigUint::from_slice(&fe.words)
     }
 
-    /// Any `32N`-bit value, with the edges (0, p - 1, p, all ones, words
+    /// Any value below 2^B, with the edges (0, p - 1, p, all ones, words
     /// of 0, 1 and all ones) drawn often.
     fn element<C: Params<N>, const N: usize>() -> impl Strategy<Value = Fe<C, N>> {
         let p_minus_one = {
@@ -409,7 +480,10 @@ mod tests {
             1 => proptest::array::uniform::<_, N>(word),
             1 => prop_oneof![Just([0; N]), Just(C::P), Just(p_minus_one), Just([u32::MAX; N])],
         ]
-        .prop_map(Fe::from_words)
+        .prop_map(|mut words| {
+            words[N - 1] = (u64::from(words[N - 1]) & ((1 << C::TOP_BITS) - 1)) as u32;
+            Fe::from_words(words)
+        })
     }
 
     fn check<C: Params<N>, const N: usize>(
@@ -455,13 +529,18 @@ mod tests {
         fn p384_arithmetic_matches_big_integers(a in element::<P384, 12>(), b in element::<P384, 12>()) {
             arithmetic_matches(a, b)?;
         }
+
+        #[test]
+        fn p521_arithmetic_matches_big_integers(a in element::<P521, 17>(), b in element::<P521, 17>()) {
+            arithmetic_matches(a, b)?;
+        }
     }
 
     #[test]
-    fn the_fold_terms_are_two_to_the_word_bits_mod_p() {
+    fn the_fold_terms_are_two_to_the_bits_of_p_mod_p() {
         fn fold<C: Params<N>, const N: usize>() -> BigUint {
             let mut sum = p::<C, N>() * 4u32;
-            for (word, coefficient) in C::FOLD {
+            for &(word, coefficient) in C::FOLD {
                 let power = BigUint::from(1u32) << (32 * word);
                 if coefficient > 0 {
                     sum += power * coefficient.unsigned_abs();
@@ -474,6 +553,7 @@ mod tests {
         let two_to = |bits: usize| BigUint::from(1u32) << bits;
         assert_eq!(fold::<P256, 8>(), two_to(256) % p::<P256, 8>());
         assert_eq!(fold::<P384, 12>(), two_to(384) % p::<P384, 12>());
+        assert_eq!(fold::<P521, 17>(), two_to(521) % p::<P521, 17>());
     }
 
     /// Each curve's written-out reduction is FOLD applied top down: with
@@ -500,6 +580,7 @@ mod tests {
         }
         check_curve::<P256, 8>();
         check_curve::<P384, 12>();
+        check_curve::<P521, 17>();
     }
 
     #[test]
@@ -530,5 +611,13 @@ mod tests {
         assert_eq!(fe.words[0], 1);
         assert_eq!(fe.words[7], 0x8000_0000);
         assert!(Fe::<P256, 8>::from_be_bytes(&[0; 48]).is_none());
+        // 66 bytes for P-521, of which 521 bits may be set.
+        let mut bytes = [0u8; 66];
+        bytes[0] = 1;
+        let fe = Fe::<P521, 17>::from_be_bytes(&bytes).unwrap();
+        assert_eq!(fe.words[16], 0x100);
+        bytes[0] = 2;
+        assert!(Fe::<P521, 17>::from_be_bytes(&bytes).is_none());
+        assert_eq!(fe.to_be_bytes(), [&[1u8][..], &[0; 65]].concat());
     }
 }

@@ -1,6 +1,6 @@
 //! Curve points for verification: a sum kept in Jacobian coordinates, to
-//! which affine table points are added. P-256 and P-384 alike (both have
-//! a = -3).
+//! which affine table points are added. P-256, P-384 and P-521 alike (all
+//! have a = -3).
 //!
 //! The formulas are the classic incomplete ones for a = -3 (mixed addition
 //! "madd-2004-hmv", 8 products and 3 squares; doubling "dbl-2001-b"), with
@@ -30,8 +30,8 @@ impl<C, const N: usize> Clone for Affine<C, N> {
 impl<C, const N: usize> Copy for Affine<C, N> {}
 
 impl<C: Params<N>, const N: usize> Affine<C, N> {
-    /// The point of big-endian coordinates (`4N` bytes each), which the
-    /// caller has checked are on the curve. `None` for another length.
+    /// The point of big-endian coordinates ([`Params::BYTES`] each), which
+    /// the caller has checked are on the curve. `None` for another length.
     #[must_use]
     pub fn from_be_bytes(x: &[u8], y: &[u8]) -> Option<Self> {
         Some(Self {
@@ -40,7 +40,7 @@ impl<C: Params<N>, const N: usize> Affine<C, N> {
         })
     }
 
-    /// The same point as a `p256`/`p384` affine point, which is on the
+    /// The same point as a `p256`/`p384`/`p521` affine point, which is on the
     /// curve. `None` for their identity (which has no coordinates) or a
     /// point of another curve size.
     #[must_use]
@@ -231,7 +231,7 @@ fn r_plus_order_below_p<C: Params<N>, const N: usize>(r: &Fe<C, N>) -> Option<Fe
 
 #[cfg(test)]
 mod tests {
-    use super::super::field::{P256, P384};
+    use super::super::field::{P256, P384, P521};
     use super::*;
 
     /// The same tests for each curve, against its RustCrypto crate.
@@ -314,6 +314,15 @@ mod tests {
                 }
 
                 #[test]
+                fn the_order_is_the_crates() {
+                    let minus_one =
+                        Fe::<$params, $words>::from_be_bytes(&(-Scalar::ONE).to_bytes()).unwrap();
+                    let order =
+                        Fe::<$params, $words>::from_words(<$params as Params<$words>>::ORDER);
+                    assert!(minus_one.add(&Fe::ONE).equals(&order));
+                }
+
+                #[test]
                 fn the_x_check_accepts_x_and_x_minus_n_only() {
                     let mut sum = Point::IDENTITY;
                     sum.add_affine(&affine(&multiple(12344)));
@@ -356,4 +365,5 @@ mod tests {
 
     curve_tests!(on_p256, p256_014, P256, 8);
     curve_tests!(on_p384, p384, P384, 12);
+    curve_tests!(on_p521, p521, P521, 17);
 }
