@@ -1,19 +1,28 @@
-//! ECDSA verification for ES256 (P-256, SHA-256) and ES384 (P-384,
-//! SHA-384) with fixed-base comb tables, on field and point arithmetic of
-//! our own ([`field`], [`point`], [`comb`]).
+//! ECDSA verification for ES256 (P-256, SHA-256), ES384 (P-384, SHA-384)
+//! and ES512 (P-521, SHA-512) with fixed-base comb tables, on field and
+//! point arithmetic of our own ([`field`], [`point`], [`comb`]).
 //!
-//! Why: the `p256`/`p384` crates' own `verify` computes `u1 G + u2 Q` as a
-//! radix-16 double product (about 250 doublings and 140 additions for
-//! P-256) on Montgomery field arithmetic with carry chains, which Wasm,
-//! lacking a 64x64->128 multiply, runs slowly: ES256 took 500 µs in V8
-//! (node 20, 2026-11-25) and 350 µs in Envoy, ES384 2,170 µs in V8. Here
-//! the multiples `d 2^(W i) P` of G and of each key's Q are computed once
-//! (at JWKS load for Q, on the first key for G) and kept in affine form,
-//! so a verification is a sum of table points, with no doublings.
+//! Why: the `p256`/`p384`/`p521` crates' own `verify` computes
+//! `u1 G + u2 Q` as a radix-16 double product (for P-256 about 250
+//! doublings and 140 additions) on Montgomery field arithmetic with carry
+//! chains, which Wasm, lacking a 64x64->128 multiply, runs slowly. Here the
+//! multiples `d 2^(W i) P` of G and of each key's Q are computed once (at
+//! JWKS load for Q, with the first key of a curve for G) and kept in affine
+//! form, so a verification is a sum of table points with no doublings,
+//! and the sum's x is checked without an inversion.
 //!
-//! Windows, points per window and memory (affine points of 64 bytes for
-//! P-256, 96 for P-384), chosen by measurement in V8 (the module README,
-//! "Speed"):
+//! Measured in V8 (node 20, `--no-liftoff`, 2026-12-07), then in Envoy
+//! (CPU added per request over no filter, against `jwt_authn`, the same
+//! day; the crate README's "Speed" has the runs):
+//!
+//! | alg | the crate's verify, V8 | here, V8 | here, Envoy | `jwt_authn` |
+//! |---|---|---|---|---|
+//! | ES256 | 575 µs | 46 µs | +50 to +55 µs | +45 µs |
+//! | ES384 | 2,393 µs | 151 to 230 µs | +165 to +174 µs | +356 to +379 µs |
+//! | ES512 | 2,440 µs (2026-11-24) | 420 to 480 µs | +460 µs | +859 µs |
+//!
+//! Windows and memory (affine points of 64, 96 and 136 bytes), chosen by
+//! measurement in V8; wider windows mean fewer additions and more memory:
 //!
 //! | table | window | additions at most | bytes |
 //! |---|---|---|---|
@@ -21,12 +30,15 @@
 //! | P-256 G | 8 bits, 33 windows of 128 points | 33 | 270 KB, once per VM |
 //! | P-384 key | 5 bits, 77 windows of 16 points | 77 | 118 KB |
 //! | P-384 G | 7 bits, 55 windows of 64 points | 55 | 338 KB, once per VM |
+//! | P-521 key | 4 bits, 131 windows of 8 points | 131 | 142 KB |
+//! | P-521 G | 6 bits, 87 windows of 32 points | 87 | 378 KB, once per VM |
 //!
-//! Key tables share a budget of [`KEY_TABLE_BUDGET`] per VM (a JWKS can
-//! hold hundreds of keys, and each table takes milliseconds to build);
-//! keys past it are verified by the crates' own code. The crates still
-//! parse keys and signatures, build the tables and do the scalar
-//! arithmetic mod n, a few µs per signature. Only public values pass
+//! A key's table takes about 2 ms (P-256), 3 ms (P-384) or 5 ms (P-521)
+//! to build in V8, G's several times that. Key tables share a budget of
+//! [`KEY_TABLE_BUDGET`] per VM (a JWKS can hold hundreds of keys); keys
+//! past it are verified by the crates' own code. The crates still parse
+//! keys and signatures and do the scalar arithmetic mod n (the inversion
+//! of s is about 3 µs of a P-256 verification). Only public values pass
 //! through, so variable time is fine.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,8 +56,8 @@ mod comb;
 mod field;
 mod point;
 
-/// Most bytes of key tables alive in one VM: 2 MiB, about 23 P-256 or 17
-/// P-384 keys.
+/// Most bytes of key tables alive in one VM: 2 MiB, about 23 P-256, 17
+/// P-384 or 14 P-521 keys.
 pub const KEY_TABLE_BUDGET: usize = 2 << 20;
 
 /// Bytes of key tables alive in this VM.
