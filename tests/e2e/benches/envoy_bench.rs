@@ -396,6 +396,8 @@ enum Case {
     JwtAuthnEs384,
     JwtAuthEs512,
     JwtAuthnEs512,
+    JwtAuthHs256,
+    JwtAuthnHs256,
     JwtAuthEdDsa,
     JwtAuthnEdDsa,
     WasmChain,
@@ -415,7 +417,7 @@ enum Case {
     FloorGlobal,
 }
 
-const CASES: [Case; 35] = [
+const CASES: [Case; 37] = [
     Case::None,
     Case::Noop,
     Case::SecurityHeaders,
@@ -434,6 +436,8 @@ const CASES: [Case; 35] = [
     Case::JwtAuthnEs384,
     Case::JwtAuthEs512,
     Case::JwtAuthnEs512,
+    Case::JwtAuthHs256,
+    Case::JwtAuthnHs256,
     Case::JwtAuthEdDsa,
     Case::JwtAuthnEdDsa,
     Case::WasmChain,
@@ -474,6 +478,8 @@ impl Case {
             Case::JwtAuthnEs384 => "jwt_authn, ES384 verified every request (native)",
             Case::JwtAuthEs512 => "jwt-auth, ES512 verified every request (Wasm)",
             Case::JwtAuthnEs512 => "jwt_authn, ES512 verified every request (native)",
+            Case::JwtAuthHs256 => "jwt-auth, HS256 verified every request (Wasm)",
+            Case::JwtAuthnHs256 => "jwt_authn, HS256 verified every request (native)",
             Case::JwtAuthEdDsa => "jwt-auth, EdDSA verified every request (Wasm)",
             Case::JwtAuthnEdDsa => "jwt_authn, EdDSA verified every request (native)",
             Case::WasmChain => "5 filters, separate (Wasm)",
@@ -515,6 +521,8 @@ impl Case {
             Case::JwtAuthnEs384 => "jwt-authn-es384",
             Case::JwtAuthEs512 => "jwt-auth-es512",
             Case::JwtAuthnEs512 => "jwt-authn-es512",
+            Case::JwtAuthHs256 => "jwt-auth-hs256",
+            Case::JwtAuthnHs256 => "jwt-authn-hs256",
             Case::JwtAuthEdDsa => "jwt-auth-eddsa",
             Case::JwtAuthnEdDsa => "jwt-authn-eddsa",
             Case::WasmChain => "wasm-chain",
@@ -548,6 +556,7 @@ impl Case {
                 | Case::JwtAuthEs256
                 | Case::JwtAuthEs384
                 | Case::JwtAuthEs512
+                | Case::JwtAuthHs256
                 | Case::JwtAuthEdDsa
                 | Case::WasmChain
                 | Case::Bundle
@@ -565,24 +574,26 @@ impl Case {
     }
 
     /// The request this case is sent: every case gets [`request`] but the
-    /// ES256, ES384, ES512 and EdDSA ones, whose token is of their algorithm.
+    /// ES256, ES384, ES512, HS256 and EdDSA ones, whose token is of their algorithm.
     fn request(self) -> &'static [u8] {
         match self {
             Case::JwtAuthEs256 | Case::JwtAuthnEs256 => curve_request("ES256"),
             Case::JwtAuthEs384 | Case::JwtAuthnEs384 => curve_request("ES384"),
             Case::JwtAuthEs512 | Case::JwtAuthnEs512 => curve_request("ES512"),
+            Case::JwtAuthHs256 | Case::JwtAuthnHs256 => curve_request("HS256"),
             Case::JwtAuthEdDsa | Case::JwtAuthnEdDsa => curve_request("EdDSA"),
             _ => request(),
         }
     }
 
-    /// The ES256, ES384, ES512 and EdDSA cases' config: [`jwt_config`] with their key's
+    /// The ES256, ES384, ES512, HS256 and EdDSA cases' config: [`jwt_config`] with their key's
     /// JWKS and no token cache, so each request is verified.
     fn curve_config(self) -> serde_json::Value {
         let alg = match self {
             Case::JwtAuthEs256 | Case::JwtAuthnEs256 => "ES256",
             Case::JwtAuthEs384 | Case::JwtAuthnEs384 => "ES384",
             Case::JwtAuthEs512 | Case::JwtAuthnEs512 => "ES512",
+            Case::JwtAuthHs256 | Case::JwtAuthnHs256 => "HS256",
             _ => "EdDSA",
         };
         curve_keys::config(uncached(jwt_config()), alg)
@@ -690,16 +701,19 @@ impl Case {
                 &uncached(jwt_config()).to_string(),
             )),
             Case::JwtAuthnUncached => base.filter(native_jwt_authn(uncached(jwt_config()))),
-            Case::JwtAuthEs256 | Case::JwtAuthEs384 | Case::JwtAuthEs512 | Case::JwtAuthEdDsa => {
-                base.filter(HttpFilter::wasm(
-                    "jwt_auth",
-                    &paths::filter_wasm("jwt_auth"),
-                    &self.curve_config().to_string(),
-                ))
-            }
+            Case::JwtAuthEs256
+            | Case::JwtAuthEs384
+            | Case::JwtAuthEs512
+            | Case::JwtAuthHs256
+            | Case::JwtAuthEdDsa => base.filter(HttpFilter::wasm(
+                "jwt_auth",
+                &paths::filter_wasm("jwt_auth"),
+                &self.curve_config().to_string(),
+            )),
             Case::JwtAuthnEs256
             | Case::JwtAuthnEs384
             | Case::JwtAuthnEs512
+            | Case::JwtAuthnHs256
             | Case::JwtAuthnEdDsa => base.filter(native_jwt_authn(self.curve_config())),
             Case::GlobalBaseline
             | Case::GlobalWasm
@@ -1401,6 +1415,8 @@ fn check_jwt(settings: &Settings) -> Result<(), String> {
         Case::JwtAuthnEs384,
         Case::JwtAuthEs512,
         Case::JwtAuthnEs512,
+        Case::JwtAuthHs256,
+        Case::JwtAuthnHs256,
         Case::JwtAuthEdDsa,
         Case::JwtAuthnEdDsa,
         Case::WasmChain,

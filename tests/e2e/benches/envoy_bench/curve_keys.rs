@@ -1,5 +1,5 @@
-//! The ES256, ES384, ES512 and EdDSA keys and tokens of the `*-es256`,
-//! `*-es384`, `*-es512` and `*-eddsa` cases. The keys are derived from fixed labels (test only, never
+//! The ES256, ES384, ES512, EdDSA and HS256 keys and tokens of the
+//! `*-es256`, `*-es384`, `*-es512`, `*-eddsa` and `*-hs256` cases. The keys are derived from fixed labels (test only, never
 //! secret), so every run verifies with the same key.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 const KID: &str = "bench-curve-key";
 
 /// The algorithms this module has keys for.
-pub const ALGS: [&str; 4] = ["ES256", "ES384", "ES512", "EdDSA"];
+pub const ALGS: [&str; 5] = ["ES256", "ES384", "ES512", "EdDSA", "HS256"];
 
 /// The first `bytes`-byte secret, a chain of digests of a labelled
 /// counter, that `from_slice` takes (a valid scalar: below the group
@@ -58,6 +58,11 @@ fn p521_key() -> p521::ecdsa::SigningKey {
     })
 }
 
+/// The HS256 secret: 32 bytes, as RFC 7518 asks for at least.
+fn hmac_secret() -> [u8; 32] {
+    Sha256::digest(b"envoy-bench HS256 secret, test only").into()
+}
+
 fn ed25519_key() -> ed25519_dalek::SigningKey {
     let secret: [u8; 32] = Sha256::digest(b"envoy-bench EdDSA key, test only").into();
     ed25519_dalek::SigningKey::from_bytes(&secret)
@@ -96,6 +101,8 @@ pub fn jwks(alg: &str) -> String {
         let (x, y) = coordinates.split_at(coordinates.len() / 2);
         json!({"kty": "EC", "crv": crv, "kid": KID, "alg": alg, "use": "sig",
                "x": B64.encode(x), "y": B64.encode(y)})
+    } else if alg == "HS256" {
+        json!({"kty": "oct", "kid": KID, "alg": "HS256", "k": B64.encode(hmac_secret())})
     } else {
         let public = ed25519_key().verifying_key();
         json!({"kty": "OKP", "crv": "Ed25519", "kid": KID, "alg": "EdDSA", "use": "sig",
@@ -138,6 +145,15 @@ fn sign(alg: &str, input: &[u8]) -> Vec<u8> {
         use p521::ecdsa::signature::Signer;
         let signature: p521::ecdsa::Signature = p521_key().sign(input);
         signature.to_bytes().to_vec()
+    } else if alg == "HS256" {
+        use hmac::Mac;
+        match hmac::Hmac::<Sha256>::new_from_slice(&hmac_secret()) {
+            Ok(mut mac) => {
+                mac.update(input);
+                mac.finalize().into_bytes().to_vec()
+            }
+            Err(_) => Vec::new(),
+        }
     } else {
         use ed25519_dalek::Signer;
         ed25519_key().sign(input).to_bytes().to_vec()
