@@ -16,16 +16,12 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
-use host_test::{FilterSpec, Host, Request, VmLimits};
+use host_test::VmLimits;
+use in_wasm::{claims, host, signing_input, status};
 use rand::{Rng, RngCore};
 use serde_json::{json, Value};
 
-const WASM: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../dist/filters/jwt_auth.wasm"
-);
-/// host-test's default wall clock, 2026-01-01T00:00:00Z.
-const NOW: u64 = 1_767_225_600;
+mod in_wasm;
 /// Keys per curve.
 const KEYS: usize = 3;
 /// Tokens per key.
@@ -121,54 +117,24 @@ impl Key {
     }
 }
 
-fn signing_input(alg: &str, kid: &str, claims: &Value) -> String {
-    let header = json!({"alg": alg, "kid": kid});
-    format!(
-        "{}.{}",
-        B64.encode(header.to_string()),
-        B64.encode(claims.to_string())
-    )
-}
-
-fn status(host: &mut Host, input: &str, signature: &[u8]) -> u16 {
-    let token = format!("{input}.{}", B64.encode(signature));
-    let request = Request::get("/api").header("authorization", format!("Bearer {token}"));
-    host.send(request).status
-}
-
 #[test]
 fn ecdsa_signatures_verify_in_wasm_exactly_when_valid() {
-    assert!(
-        std::path::Path::new(WASM).exists(),
-        "{WASM} is missing: run `make build`"
-    );
     let keys: Vec<(String, Key)> = ["ES256", "ES384", "ES512"]
         .into_iter()
         .flat_map(|alg| (0..KEYS).map(move |i| (format!("{alg}-{i}"), Key::random(alg))))
         .collect();
     let jwks: Vec<Value> = keys.iter().map(|(kid, key)| key.jwk(kid)).collect();
-    let config = json!({
-        "providers": {"idp": {
-            "issuer": "https://idp.example",
-            "local_jwks": {"inline_string": json!({"keys": jwks}).to_string()},
-        }},
-        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}]
-    });
-    let mut host = Host::new().unwrap();
-    host.set_limits(VmLimits {
+    let limits = VmLimits {
         fuel_per_callback: FUEL,
         ..VmLimits::default()
-    });
-    host.add_filter(FilterSpec::file("jwt", WASM).config(config.to_string().into_bytes()))
-        .unwrap();
+    };
+    let mut host = host(&jwks, limits);
     let mut rng = rand::thread_rng();
     let mut checked = 0;
     for (kid, key) in &keys {
         let alg = key.alg();
         for n in 0..TOKENS {
-            let claims = json!({"iss": "https://idp.example", "sub": format!("user-{n}"), "exp": NOW + 3600});
-            let other = json!({"iss": "https://idp.example", "sub": "mallory", "exp": NOW + 3600});
-            let input = signing_input(alg, kid, &claims);
+            let input = signing_input(alg, kid, &claims(&format!("user-{n}")));
             let signature = key.sign(input.as_bytes());
             assert_eq!(status(&mut host, &input, &signature), 200, "{kid} valid");
 
@@ -185,7 +151,7 @@ fn ecdsa_signatures_verify_in_wasm_exactly_when_valid() {
                 "{kid} r, s swapped"
             );
 
-            let moved = signing_input(alg, kid, &other);
+            let moved = signing_input(alg, kid, &claims("mallory"));
             assert_eq!(
                 status(&mut host, &moved, &signature),
                 401,

@@ -5,7 +5,7 @@
 //! The formulas are the classic incomplete ones for a = -3 (mixed addition
 //! "madd-2004-hmv", 8 products and 3 squares; doubling "dbl-2001-b"), with
 //! the cases they do not cover (the identity, a point added to itself or
-//! to its negative) taken by branches. The `p256`/`p384` crates use
+//! to its negative) taken by branches. The RustCrypto curve crates use
 //! complete formulas, which cost about 11 products and 2 multiplications
 //! by b per mixed addition, and need no branches because they must run in
 //! constant time for signing; verification handles only public values.
