@@ -36,6 +36,12 @@
 //! - `jwt-authn`: native `envoy.filters.http.jwt_authn` with the same config
 //!   (the same JSON, which is the point of jwt-auth) and its cache: the
 //!   native twin of the line above;
+//! - `jwt-auth-uncached` and `jwt-authn-uncached`: the same two without the
+//!   token cache, so every request's RS256 signature is verified; and
+//!   `jwt-auth-<alg>` and `jwt-authn-<alg>` the same for each other
+//!   algorithm jwt-auth supports (`rs384`, `rs512`, `ps256`, `ps384`,
+//!   `ps512`, `es256`, `es384`, `es512`, `hs256`, `hs384`, `hs512`,
+//!   `eddsa`), each with a key and token of its own (`alg_keys`);
 //! - `wasm-chain`: security-headers, jwt-auth, rate-limit, canary-router and
 //!   metrics as five separate Wasm filters, each with its config above, in
 //!   the bundle's (and the shipped WasmPlugins') order;
@@ -132,16 +138,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use alg_keys::{Alg, ALGS};
 use e2e::chain::Idp;
 use e2e::envoy::kill_envoys_on_panic;
 use e2e::global::{self, FailureMode, GlobalRule, RateLimitService, Redis};
 use e2e::{paths, Bootstrap, Connection, Envoy, EnvoyOptions, HttpFilter, Route};
 use security_headers::profiles::{OWASP_ADD, OWASP_REMOVE};
 
+#[path = "envoy_bench/alg_keys.rs"]
+mod alg_keys;
 #[path = "envoy_bench/callgrind.rs"]
 mod callgrind;
-#[path = "envoy_bench/curve_keys.rs"]
-mod curve_keys;
 
 /// The metrics filter's README example.
 const METRICS_CONFIG: &str = r#"{"prefix":"mesh","dimensions":{"method":true,"response_code":true,
@@ -222,15 +229,13 @@ fn request() -> &'static [u8] {
     })
 }
 
-/// [`request`] with the token of `alg` (one of [`curve_keys::ALGS`])
-/// instead.
-fn curve_request(alg: &'static str) -> &'static [u8] {
-    static REQUESTS: OnceLock<Vec<(&'static str, Vec<u8>)>> = OnceLock::new();
+/// [`request`] with a token of `alg` instead.
+fn alg_request(alg: Alg) -> &'static [u8] {
+    static REQUESTS: OnceLock<Vec<(Alg, Vec<u8>)>> = OnceLock::new();
     let requests = REQUESTS.get_or_init(|| {
-        curve_keys::ALGS
-            .into_iter()
+        ALGS.into_iter()
             .map(|alg| {
-                let token = curve_keys::token(alg, "bench-user", 24 * 3600);
+                let token = alg_keys::token(alg, "bench-user", 24 * 3600);
                 let request = format!("{REQUEST_HEAD}authorization: Bearer {token}\r\n\r\n");
                 (alg, request.into_bytes())
             })
@@ -240,6 +245,12 @@ fn curve_request(alg: &'static str) -> &'static [u8] {
         .iter()
         .find(|(known, _)| *known == alg)
         .map_or(&[][..], |(_, request)| request.as_slice())
+}
+
+/// The per-algorithm cases' config: [`jwt_config`] with the key of `alg`
+/// as its JWKS and no token cache, so each request is verified.
+fn alg_config(alg: Alg) -> serde_json::Value {
+    alg_keys::config(uncached(jwt_config()), alg)
 }
 
 /// The same request without a token, which the JWT configurations refuse.
@@ -366,7 +377,7 @@ struct Settings {
     /// `--connections`: keep-alive connections, each with one request in
     /// flight, driven by as many client threads.
     connections: usize,
-    /// The configurations to run, in [`CASES`] order.
+    /// The configurations to run, in [`all_cases`] order.
     cases: Vec<Case>,
     /// `--callgrind`: count instructions per request under callgrind
     /// instead of timing rounds.
@@ -390,16 +401,11 @@ enum Case {
     JwtAuthn,
     JwtAuthUncached,
     JwtAuthnUncached,
-    JwtAuthEs256,
-    JwtAuthnEs256,
-    JwtAuthEs384,
-    JwtAuthnEs384,
-    JwtAuthEs512,
-    JwtAuthnEs512,
-    JwtAuthHs256,
-    JwtAuthnHs256,
-    JwtAuthEdDsa,
-    JwtAuthnEdDsa,
+    /// jwt-auth verifying every request, with a token and key of this
+    /// algorithm.
+    JwtAuthAlg(Alg),
+    /// jwt_authn, the same.
+    JwtAuthnAlg(Alg),
     WasmChain,
     Bundle,
     NativeChain,
@@ -417,45 +423,44 @@ enum Case {
     FloorGlobal,
 }
 
-const CASES: [Case; 37] = [
-    Case::None,
-    Case::Noop,
-    Case::SecurityHeaders,
-    Case::HeaderMutation,
-    Case::Metrics,
-    Case::RateLimit,
-    Case::LocalRateLimit,
-    Case::CanaryRouter,
-    Case::JwtAuth,
-    Case::JwtAuthn,
-    Case::JwtAuthUncached,
-    Case::JwtAuthnUncached,
-    Case::JwtAuthEs256,
-    Case::JwtAuthnEs256,
-    Case::JwtAuthEs384,
-    Case::JwtAuthnEs384,
-    Case::JwtAuthEs512,
-    Case::JwtAuthnEs512,
-    Case::JwtAuthHs256,
-    Case::JwtAuthnHs256,
-    Case::JwtAuthEdDsa,
-    Case::JwtAuthnEdDsa,
-    Case::WasmChain,
-    Case::Bundle,
-    Case::NativeChain,
-    Case::GlobalBaseline,
-    Case::GlobalWasm,
-    Case::GlobalNative,
-    Case::GlobalFloor,
-    Case::FloorSecurityHeaders,
-    Case::FloorMetrics,
-    Case::FloorRateLimit,
-    Case::FloorCanaryRouter,
-    Case::FloorBundle,
-    Case::FloorJwtAuth,
-    Case::FloorNone,
-    Case::FloorGlobal,
-];
+/// Every configuration, in the order the bench runs them.
+fn all_cases() -> Vec<Case> {
+    let before = [
+        Case::None,
+        Case::Noop,
+        Case::SecurityHeaders,
+        Case::HeaderMutation,
+        Case::Metrics,
+        Case::RateLimit,
+        Case::LocalRateLimit,
+        Case::CanaryRouter,
+        Case::JwtAuth,
+        Case::JwtAuthn,
+        Case::JwtAuthUncached,
+        Case::JwtAuthnUncached,
+    ];
+    let per_alg = ALGS
+        .into_iter()
+        .flat_map(|alg| [Case::JwtAuthAlg(alg), Case::JwtAuthnAlg(alg)]);
+    let after = [
+        Case::WasmChain,
+        Case::Bundle,
+        Case::NativeChain,
+        Case::GlobalBaseline,
+        Case::GlobalWasm,
+        Case::GlobalNative,
+        Case::GlobalFloor,
+        Case::FloorSecurityHeaders,
+        Case::FloorMetrics,
+        Case::FloorRateLimit,
+        Case::FloorCanaryRouter,
+        Case::FloorBundle,
+        Case::FloorJwtAuth,
+        Case::FloorNone,
+        Case::FloorGlobal,
+    ];
+    before.into_iter().chain(per_alg).chain(after).collect()
+}
 
 impl Case {
     fn name(self) -> &'static str {
@@ -472,16 +477,8 @@ impl Case {
             Case::JwtAuthn => "jwt_authn, RS256 cached (native)",
             Case::JwtAuthUncached => "jwt-auth, RS256 verified every request (Wasm)",
             Case::JwtAuthnUncached => "jwt_authn, RS256 verified every request (native)",
-            Case::JwtAuthEs256 => "jwt-auth, ES256 verified every request (Wasm)",
-            Case::JwtAuthnEs256 => "jwt_authn, ES256 verified every request (native)",
-            Case::JwtAuthEs384 => "jwt-auth, ES384 verified every request (Wasm)",
-            Case::JwtAuthnEs384 => "jwt_authn, ES384 verified every request (native)",
-            Case::JwtAuthEs512 => "jwt-auth, ES512 verified every request (Wasm)",
-            Case::JwtAuthnEs512 => "jwt_authn, ES512 verified every request (native)",
-            Case::JwtAuthHs256 => "jwt-auth, HS256 verified every request (Wasm)",
-            Case::JwtAuthnHs256 => "jwt_authn, HS256 verified every request (native)",
-            Case::JwtAuthEdDsa => "jwt-auth, EdDSA verified every request (Wasm)",
-            Case::JwtAuthnEdDsa => "jwt_authn, EdDSA verified every request (native)",
+            Case::JwtAuthAlg(alg) => alg.labels().wasm_name,
+            Case::JwtAuthnAlg(alg) => alg.labels().native_name,
             Case::WasmChain => "5 filters, separate (Wasm)",
             Case::Bundle => "5 filters, bundle (Wasm)",
             Case::NativeChain => "jwt_authn + local_ratelimit + header_mutation (native)",
@@ -515,16 +512,8 @@ impl Case {
             Case::JwtAuthn => "jwt-authn",
             Case::JwtAuthUncached => "jwt-auth-uncached",
             Case::JwtAuthnUncached => "jwt-authn-uncached",
-            Case::JwtAuthEs256 => "jwt-auth-es256",
-            Case::JwtAuthnEs256 => "jwt-authn-es256",
-            Case::JwtAuthEs384 => "jwt-auth-es384",
-            Case::JwtAuthnEs384 => "jwt-authn-es384",
-            Case::JwtAuthEs512 => "jwt-auth-es512",
-            Case::JwtAuthnEs512 => "jwt-authn-es512",
-            Case::JwtAuthHs256 => "jwt-auth-hs256",
-            Case::JwtAuthnHs256 => "jwt-authn-hs256",
-            Case::JwtAuthEdDsa => "jwt-auth-eddsa",
-            Case::JwtAuthnEdDsa => "jwt-authn-eddsa",
+            Case::JwtAuthAlg(alg) => alg.labels().wasm_id,
+            Case::JwtAuthnAlg(alg) => alg.labels().native_id,
             Case::WasmChain => "wasm-chain",
             Case::Bundle => "bundle",
             Case::NativeChain => "native-chain",
@@ -553,11 +542,7 @@ impl Case {
                 | Case::CanaryRouter
                 | Case::JwtAuth
                 | Case::JwtAuthUncached
-                | Case::JwtAuthEs256
-                | Case::JwtAuthEs384
-                | Case::JwtAuthEs512
-                | Case::JwtAuthHs256
-                | Case::JwtAuthEdDsa
+                | Case::JwtAuthAlg(_)
                 | Case::WasmChain
                 | Case::Bundle
                 | Case::GlobalWasm
@@ -574,29 +559,12 @@ impl Case {
     }
 
     /// The request this case is sent: every case gets [`request`] but the
-    /// ES256, ES384, ES512, HS256 and EdDSA ones, whose token is of their algorithm.
+    /// per-algorithm ones, whose token is of their algorithm.
     fn request(self) -> &'static [u8] {
         match self {
-            Case::JwtAuthEs256 | Case::JwtAuthnEs256 => curve_request("ES256"),
-            Case::JwtAuthEs384 | Case::JwtAuthnEs384 => curve_request("ES384"),
-            Case::JwtAuthEs512 | Case::JwtAuthnEs512 => curve_request("ES512"),
-            Case::JwtAuthHs256 | Case::JwtAuthnHs256 => curve_request("HS256"),
-            Case::JwtAuthEdDsa | Case::JwtAuthnEdDsa => curve_request("EdDSA"),
+            Case::JwtAuthAlg(alg) | Case::JwtAuthnAlg(alg) => alg_request(alg),
             _ => request(),
         }
-    }
-
-    /// The ES256, ES384, ES512, HS256 and EdDSA cases' config: [`jwt_config`] with their key's
-    /// JWKS and no token cache, so each request is verified.
-    fn curve_config(self) -> serde_json::Value {
-        let alg = match self {
-            Case::JwtAuthEs256 | Case::JwtAuthnEs256 => "ES256",
-            Case::JwtAuthEs384 | Case::JwtAuthnEs384 => "ES384",
-            Case::JwtAuthEs512 | Case::JwtAuthnEs512 => "ES512",
-            Case::JwtAuthHs256 | Case::JwtAuthnHs256 => "HS256",
-            _ => "EdDSA",
-        };
-        curve_keys::config(uncached(jwt_config()), alg)
     }
 
     /// The cases that need the rate-limit service and Redis.
@@ -701,20 +669,12 @@ impl Case {
                 &uncached(jwt_config()).to_string(),
             )),
             Case::JwtAuthnUncached => base.filter(native_jwt_authn(uncached(jwt_config()))),
-            Case::JwtAuthEs256
-            | Case::JwtAuthEs384
-            | Case::JwtAuthEs512
-            | Case::JwtAuthHs256
-            | Case::JwtAuthEdDsa => base.filter(HttpFilter::wasm(
+            Case::JwtAuthAlg(alg) => base.filter(HttpFilter::wasm(
                 "jwt_auth",
                 &paths::filter_wasm("jwt_auth"),
-                &self.curve_config().to_string(),
+                &alg_config(alg).to_string(),
             )),
-            Case::JwtAuthnEs256
-            | Case::JwtAuthnEs384
-            | Case::JwtAuthnEs512
-            | Case::JwtAuthnHs256
-            | Case::JwtAuthnEdDsa => base.filter(native_jwt_authn(self.curve_config())),
+            Case::JwtAuthnAlg(alg) => base.filter(native_jwt_authn(alg_config(alg))),
             Case::GlobalBaseline
             | Case::GlobalWasm
             | Case::GlobalNative
@@ -1075,7 +1035,7 @@ fn parse_args() -> Result<Settings, String> {
         pin: Some(0),
         service_cpu: None,
         connections: 1,
-        cases: CASES.to_vec(),
+        cases: all_cases(),
         callgrind: false,
         requests: 1000,
     };
@@ -1120,20 +1080,22 @@ fn parse_args() -> Result<Settings, String> {
     Ok(settings)
 }
 
-/// `--only none,noop,...`: the named configurations, in [`CASES`] order.
+/// `--only none,noop,...`: the named configurations, in [`all_cases`]
+/// order.
 fn parse_only(list: &str) -> Result<Vec<Case>, String> {
     let ids: Vec<&str> = list.split(',').map(str::trim).collect();
+    let cases = all_cases();
     if let Some(unknown) = ids
         .iter()
-        .find(|id| !CASES.iter().any(|case| case.id() == **id))
+        .find(|id| !cases.iter().any(|case| case.id() == **id))
     {
-        let known: Vec<&str> = CASES.iter().map(|case| case.id()).collect();
+        let known: Vec<&str> = cases.iter().map(|case| case.id()).collect();
         return Err(format!(
             "--only: unknown configuration {unknown:?} (known: {})",
             known.join(",")
         ));
     }
-    Ok(CASES
+    Ok(cases
         .into_iter()
         .filter(|case| ids.contains(&case.id()))
         .collect())
@@ -1404,25 +1366,19 @@ fn check_rate_limiting(settings: &Settings) -> Result<(), String> {
 /// Both JWT filters must admit the token and refuse its absence, or the
 /// comparison would measure a filter that checks nothing.
 fn check_jwt(settings: &Settings) -> Result<(), String> {
-    let cases = [
+    let named = [
         Case::JwtAuth,
         Case::JwtAuthn,
         Case::JwtAuthUncached,
         Case::JwtAuthnUncached,
-        Case::JwtAuthEs256,
-        Case::JwtAuthnEs256,
-        Case::JwtAuthEs384,
-        Case::JwtAuthnEs384,
-        Case::JwtAuthEs512,
-        Case::JwtAuthnEs512,
-        Case::JwtAuthHs256,
-        Case::JwtAuthnHs256,
-        Case::JwtAuthEdDsa,
-        Case::JwtAuthnEdDsa,
         Case::WasmChain,
         Case::Bundle,
         Case::NativeChain,
     ];
+    let per_alg = ALGS
+        .into_iter()
+        .flat_map(|alg| [Case::JwtAuthAlg(alg), Case::JwtAuthnAlg(alg)]);
+    let cases = named.into_iter().chain(per_alg);
     for case in cases {
         if !settings.cases.contains(&case) {
             continue;

@@ -57,6 +57,12 @@ impl Idp {
         Self { key }
     }
 
+    /// The private key, for tokens of other RSA algorithms (the bench's
+    /// RS384, RS512 and PS* cases).
+    pub fn key(&self) -> &RsaPrivateKey {
+        &self.key
+    }
+
     /// The public JWKS document.
     pub fn jwks(&self) -> String {
         let public = self.key.to_public_key();
