@@ -19,7 +19,7 @@ pub const B64URL: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// The JWS algorithms this filter verifies (the set Envoy's jwt_authn has).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Alg {
     /// RSASSA-PKCS1-v1_5 with SHA-256.
     Rs256,

@@ -138,7 +138,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use alg_keys::{Alg, ALGS};
+use alg_keys::{Alg, CaseLabels, ALGS};
 use e2e::chain::Idp;
 use e2e::envoy::kill_envoys_on_panic;
 use e2e::global::{self, FailureMode, GlobalRule, RateLimitService, Redis};

@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use e2e::chain::Idp;
+pub use jwt_auth::jwt::Alg;
 use rsa::rand_core::{self, CryptoRng, RngCore};
 use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer};
 use rsa::traits::PublicKeyParts;
@@ -19,24 +20,8 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 /// `kid` of each key in its JWKS and tokens.
 const KID: &str = "bench-alg-key";
 
-/// A signature algorithm with a case pair of its own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Alg {
-    Rs384,
-    Rs512,
-    Ps256,
-    Ps384,
-    Ps512,
-    Es256,
-    Es384,
-    Es512,
-    Hs256,
-    Hs384,
-    Hs512,
-    EdDsa,
-}
-
-/// Every [`Alg`], in the bench's order.
+/// The algorithms with a case pair of their own: jwt-auth's all but RS256,
+/// in the bench's order.
 pub const ALGS: [Alg; 12] = [
     Alg::Rs384,
     Alg::Rs512,
@@ -70,33 +55,20 @@ pub struct Labels {
     pub native_name: &'static str,
 }
 
-impl Alg {
-    /// The JOSE `alg` value.
-    pub fn jose(self) -> &'static str {
-        match self {
-            Alg::Rs384 => "RS384",
-            Alg::Rs512 => "RS512",
-            Alg::Ps256 => "PS256",
-            Alg::Ps384 => "PS384",
-            Alg::Ps512 => "PS512",
-            Alg::Es256 => "ES256",
-            Alg::Es384 => "ES384",
-            Alg::Es512 => "ES512",
-            Alg::Hs256 => "HS256",
-            Alg::Hs384 => "HS384",
-            Alg::Hs512 => "HS512",
-            Alg::EdDsa => "EdDSA",
-        }
-    }
+/// What the bench calls each algorithm's cases.
+pub trait CaseLabels {
+    fn labels(self) -> Labels;
+}
 
+impl CaseLabels for Alg {
     /// `jwt-auth-es256`, `jwt_authn, ES256 verified every request (native)`
     /// and the like, made once and kept for the process's life.
-    pub fn labels(self) -> Labels {
+    fn labels(self) -> Labels {
         static LABELS: OnceLock<Vec<(Alg, Labels)>> = OnceLock::new();
         let labels = LABELS.get_or_init(|| {
             ALGS.iter()
                 .map(|&alg| {
-                    let jose = alg.jose();
+                    let jose = alg.name();
                     let id = jose.to_lowercase();
                     let labels = Labels {
                         wasm_id: format!("jwt-auth-{id}").leak(),
@@ -164,7 +136,7 @@ fn p521_key() -> p521::ecdsa::SigningKey {
 /// The HMAC secret of `alg`: as long as its hash, the least RFC 7518 asks
 /// for.
 fn hmac_secret(alg: Alg) -> Vec<u8> {
-    let label = format!("envoy-bench {} secret, test only", alg.jose());
+    let label = format!("envoy-bench {} secret, test only", alg.name());
     match alg {
         Alg::Hs384 => Sha384::digest(label).to_vec(),
         Alg::Hs512 => Sha512::digest(label).to_vec(),
@@ -218,14 +190,14 @@ fn ed25519_key() -> ed25519_dalek::SigningKey {
 /// The public JWKS of `alg`'s key.
 pub fn jwks(alg: Alg) -> String {
     let jwk = match alg {
-        Alg::Rs384 | Alg::Rs512 | Alg::Ps256 | Alg::Ps384 | Alg::Ps512 => {
+        Alg::Rs256 | Alg::Rs384 | Alg::Rs512 | Alg::Ps256 | Alg::Ps384 | Alg::Ps512 => {
             let public = idp().key().to_public_key();
-            json!({"kty": "RSA", "kid": KID, "alg": alg.jose(), "use": "sig",
+            json!({"kty": "RSA", "kid": KID, "alg": alg.name(), "use": "sig",
                    "n": B64.encode(public.n().to_bytes_be()),
                    "e": B64.encode(public.e().to_bytes_be())})
         }
         Alg::Hs256 | Alg::Hs384 | Alg::Hs512 => {
-            json!({"kty": "oct", "kid": KID, "alg": alg.jose(), "k": B64.encode(hmac_secret(alg))})
+            json!({"kty": "oct", "kid": KID, "alg": alg.name(), "k": B64.encode(hmac_secret(alg))})
         }
         _ => curve_jwk(alg),
     };
@@ -263,7 +235,7 @@ fn curve_jwk(alg: Alg) -> Value {
         };
         let coordinates = point.get(1..).unwrap_or_default();
         let (x, y) = coordinates.split_at(coordinates.len() / 2);
-        json!({"kty": "EC", "crv": crv, "kid": KID, "alg": alg.jose(), "use": "sig",
+        json!({"kty": "EC", "crv": crv, "kid": KID, "alg": alg.name(), "use": "sig",
                "x": B64.encode(x), "y": B64.encode(y)})
     } else {
         let public = ed25519_key().verifying_key();
@@ -279,7 +251,7 @@ pub fn token(alg: Alg, sub: &str, ttl_secs: u64) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
-    let header = json!({"alg": alg.jose(), "typ": "JWT", "kid": KID});
+    let header = json!({"alg": alg.name(), "typ": "JWT", "kid": KID});
     let claims = json!({
         "iss": e2e::chain::ISSUER, "aud": e2e::chain::AUDIENCE, "sub": sub,
         "iat": now, "exp": now + ttl_secs,
@@ -297,6 +269,9 @@ fn sign(alg: Alg, input: &[u8]) -> Vec<u8> {
     let rsa_key = || idp().key().clone();
     let mut salts = SaltChain { block: [0; 32] };
     match alg {
+        Alg::Rs256 => rsa::pkcs1v15::SigningKey::<Sha256>::new(rsa_key())
+            .sign(input)
+            .to_vec(),
         Alg::Rs384 => rsa::pkcs1v15::SigningKey::<Sha384>::new(rsa_key())
             .sign(input)
             .to_vec(),
