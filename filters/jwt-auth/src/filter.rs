@@ -646,6 +646,7 @@ impl JwtAuthRoot {
                 ),
             }
         }
+        log(LogLevel::Info, rsa_arithmetic());
         let plan = Plan::new(config);
         let remote = plan.remote_providers().next().is_some();
         self.state = Some(Rc::new(RefCell::new(State {
@@ -664,6 +665,17 @@ impl JwtAuthRoot {
             }
             self.fetch_due();
         }
+    }
+}
+
+/// Which arithmetic RS*/PS* keys use in this VM (see
+/// `montgomery::float`), logged once per configure: the faster one needs a
+/// CPU with fused multiply-add under the Wasm runtime.
+fn rsa_arithmetic() -> &'static str {
+    if crate::montgomery::float::available() {
+        "jwt-auth: RSA keys use 52-bit limbs on fused multiply-add (relaxed SIMD)"
+    } else {
+        "jwt-auth: RSA keys use 27-bit integer limbs (relaxed_madd is not fused on this host)"
     }
 }
 

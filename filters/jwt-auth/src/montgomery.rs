@@ -1,6 +1,8 @@
 //! Montgomery arithmetic modulo an RSA modulus, for the public operation
 //! `s^e mod n` (rsa_verify). Only public values pass through here, so
-//! nothing needs constant time.
+//! nothing needs constant time. This is the integer code, which runs
+//! everywhere; [`float`] is faster where a fused multiply-add is available
+//! and rsa_verify picks it then.
 //!
 //! Why this shape: inside Wasm the 32x32->64 multiply is the widest there
 //! is, and a carry chain costs as much as the multiply it follows. So the
@@ -22,6 +24,7 @@
 //! zeroing the spent doubled limb instead of a limb-by-limb mixed block
 //! took the public operation from 31 to 27 µs in V8.
 
+pub mod float;
 mod lanes;
 
 /// Bits per limb.

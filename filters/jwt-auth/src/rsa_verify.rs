@@ -8,7 +8,10 @@
 //! allocating generic arithmetic; `rsa` 0.10 and `crypto-bigint` 0.7's
 //! Montgomery form (precomputed per key, 16 squarings + 1 multiply) take
 //! ~270 µs and ~115 µs for the public operation, [`crate::montgomery`]
-//! ~27 µs (crate README, "Speed"). It does only the public operation, so
+//! ~27 µs on 27-bit integer limbs, and [`crate::montgomery::float`] ~21 µs
+//! on 52-bit limbs where Wasm relaxed SIMD's multiply-add is fused, which
+//! each VM checks once (crate README, "Speed"). It does only the public
+//! operation, so
 //! no secret is involved and constant time does not matter. The modulus
 //! is prepared once per key at JWKS load (`R^2 mod n`, about 75 µs for
 //! 2048 bits in V8), and a key parsed again while the old one lives, as
@@ -22,6 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
+use crate::montgomery::float::{self, FloatModulus};
 use crate::montgomery::Modulus;
 
 /// Largest accepted modulus, in bits. BoringSSL's limit is 16384; 8192
@@ -92,7 +96,7 @@ impl Hash {
 /// An RSA public key prepared for fast verification.
 #[derive(Clone)]
 pub struct RsaKey {
-    modulus: Arc<Modulus>,
+    modulus: Arc<Prepared>,
     e: u64,
     /// Modulus length in bytes (`k` in RFC 8017) and in bits.
     len: usize,
@@ -228,12 +232,37 @@ impl RsaKey {
     }
 }
 
+/// A modulus prepared for the public operation: on 52-bit float limbs
+/// where a fused multiply-add is available ([`float::available`]), else on
+/// the integer code.
+enum Prepared {
+    Float(FloatModulus),
+    Int(Modulus),
+}
+
+impl Prepared {
+    fn new(n: &[u8]) -> Option<Self> {
+        if float::available() {
+            FloatModulus::new(n).map(Self::Float)
+        } else {
+            Modulus::new(n).map(Self::Int)
+        }
+    }
+
+    fn pow_be(&self, base_be: &[u8], e: u64, len: usize) -> Option<Vec<u8>> {
+        match self {
+            Self::Float(modulus) => modulus.pow_be(base_be, e, len),
+            Self::Int(modulus) => modulus.pow_be(base_be, e, len),
+        }
+    }
+}
+
 /// `n` prepared: the modulus a live key of this VM already has, or a new
 /// one. A refreshed JWKS is parsed while the old set still lives, so
 /// without the reuse every refresh would prepare each key again, on the
 /// worker, while requests wait.
-fn prepared(n: &[u8]) -> Option<Arc<Modulus>> {
-    type Live = Vec<(Vec<u8>, Weak<Modulus>)>;
+fn prepared(n: &[u8]) -> Option<Arc<Prepared>> {
+    type Live = Vec<(Vec<u8>, Weak<Prepared>)>;
     static LIVE: Mutex<Live> = Mutex::new(Vec::new());
     let mut live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
     live.retain(|(_, modulus)| modulus.strong_count() > 0);
@@ -244,7 +273,7 @@ fn prepared(n: &[u8]) -> Option<Arc<Modulus>> {
     {
         return Some(modulus);
     }
-    let modulus = Arc::new(Modulus::new(n)?);
+    let modulus = Arc::new(Prepared::new(n)?);
     live.push((n.to_vec(), Arc::downgrade(&modulus)));
     Some(modulus)
 }

@@ -7,6 +7,11 @@
 //! signature bit flipped, another signature of the right length, or a
 //! changed payload gets 401. The odd sizes leave partly filled limbs and
 //! blocks, and a 4096-bit key has more than one block pair per row.
+//!
+//! On a CPU with fused multiply-add, wasmtime runs `f64x2.relaxed_madd`
+//! fused, so the module takes the 52-bit float limbs
+//! (`montgomery::float`), and the test checks that it says so; elsewhere
+//! it takes the integer limbs, which the same checks then cover.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -121,4 +126,35 @@ fn rsa_signatures_verify_in_wasm_exactly_when_valid() {
         }
     }
     assert_eq!(checked, BITS.len() * ALGS.len() - 1);
+
+    let arithmetic: Vec<String> = host
+        .logs()
+        .into_iter()
+        .map(|record| record.message)
+        .filter(|message| message.starts_with("jwt-auth: RSA keys use"))
+        .collect();
+    assert_eq!(arithmetic.len(), 1, "{arithmetic:?}");
+    if host_has_fma() {
+        assert!(
+            arithmetic[0].contains("fused multiply-add"),
+            "{arithmetic:?}"
+        );
+    }
+}
+
+/// Whether this CPU has fused multiply-add, which wasmtime then uses for
+/// `relaxed_madd`.
+fn host_has_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        true
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
 }

@@ -4,10 +4,10 @@
 //! compiler vectorises for the native target.
 
 #[cfg(target_arch = "wasm32")]
-pub(super) use simd::{mul_add, mul_add_one};
+pub(super) use simd::{float_row, mul_add, mul_add_one, relaxed_madd_is_fused};
 
 #[cfg(not(target_arch = "wasm32"))]
-pub(super) use portable::{mul_add, mul_add_one};
+pub(super) use portable::{float_row, mul_add, mul_add_one};
 
 /// The reference: also what runs natively and on any limbs that do not
 /// fill a SIMD block.
@@ -27,6 +27,22 @@ mod portable {
         let m = u64::from(m);
         for (t, &n) in t.iter_mut().zip(n) {
             *t += u64::from(n) * m;
+        }
+    }
+
+    /// For 52-bit limbs in `f64`s ([`super::super::float`]): adds
+    /// `a_j * b + n_j * m` to `t`, each product's low part to `t_j` and
+    /// its high part to `t_(j+1)`; `t` is one longer than `a` and `n`.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    pub fn float_row(t: &mut [i64], a: &[f64], b: f64, n: &[f64], m: f64) {
+        use super::super::float::split;
+        for (j, (&a, &n)) in a.iter().zip(n).enumerate() {
+            let (ab_high, ab_low) = split(a, b);
+            let (nm_high, nm_low) = split(n, m);
+            if let Some([low, high, ..]) = t.get_mut(j..) {
+                *low += ab_low + nm_low;
+                *high += ab_high + nm_high;
+            }
         }
     }
 }
@@ -170,5 +186,97 @@ mod simd {
             u64x2_extmul_low_u32x4(n, m),
             u64x2_extmul_high_u32x4(n, m),
         );
+    }
+
+    /// [`super::portable::float_row`] on relaxed SIMD: two limbs per turn,
+    /// each product split by two `f64x2.relaxed_madd` (see
+    /// [`super::super::float`]); the high parts go one column up by a lane
+    /// shuffle with the previous turn's, so each column block is loaded and
+    /// stored once. `a` and `n` have an even length.
+    #[target_feature(enable = "simd128,relaxed-simd")]
+    #[inline]
+    pub fn float_row(t: &mut [i64], a: &[f64], b: f64, n: &[f64], m: f64) {
+        use super::super::float::{HIGH_BIAS, LOW_BIAS};
+        use core::arch::wasm32::{
+            f64x2_add, f64x2_relaxed_madd, f64x2_splat, f64x2_sub, i64x2_extract_lane,
+            i64x2_shuffle, i64x2_splat, i64x2_sub,
+        };
+        let (b, m) = (f64x2_splat(b), f64x2_splat(m));
+        let (high_bias, low_bias) = (f64x2_splat(HIGH_BIAS), f64x2_splat(LOW_BIAS));
+        // Two parts of each kind per lane, so the patterns' bias twice.
+        let high_bits = i64x2_splat(2 * HIGH_BIAS.to_bits() as i64);
+        let low_bits = i64x2_splat(2 * LOW_BIAS.to_bits() as i64);
+        let mut previous_high = i64x2_splat(0);
+        let (t_pairs, _) = t.as_chunks_mut::<2>();
+        let (a_pairs, _) = a.as_chunks::<2>();
+        let (n_pairs, _) = n.as_chunks::<2>();
+        for ((t, a), n) in t_pairs.iter_mut().zip(a_pairs).zip(n_pairs) {
+            let (a, n) = (load_f64x2(a), load_f64x2(n));
+            let ab_high = f64x2_relaxed_madd(a, b, high_bias);
+            let nm_high = f64x2_relaxed_madd(n, m, high_bias);
+            let ab_low =
+                f64x2_relaxed_madd(a, b, f64x2_add(f64x2_sub(high_bias, ab_high), low_bias));
+            let nm_low =
+                f64x2_relaxed_madd(n, m, f64x2_add(f64x2_sub(high_bias, nm_high), low_bias));
+            let low = i64x2_sub(i64x2_add(ab_low, nm_low), low_bits);
+            let high = i64x2_sub(i64x2_add(ab_high, nm_high), high_bits);
+            // Columns j and j + 1 take the previous pair's second high
+            // part and this pair's first.
+            let carried = i64x2_shuffle::<1, 2>(previous_high, high);
+            previous_high = high;
+            store_i64x2(t, i64x2_add(load_i64x2(t), i64x2_add(low, carried)));
+        }
+        if let Some(last) = t.get_mut(a.len()) {
+            *last += i64x2_extract_lane::<1>(previous_high);
+        }
+    }
+
+    #[target_feature(enable = "simd128")]
+    #[inline]
+    fn load_f64x2(limbs: &[f64; 2]) -> v128 {
+        // SAFETY: as in load_u32x4.
+        unsafe { v128_load(limbs.as_ptr().cast()) }
+    }
+
+    #[target_feature(enable = "simd128")]
+    #[inline]
+    fn load_i64x2(columns: &[i64; 2]) -> v128 {
+        // SAFETY: as in load_u32x4.
+        unsafe { v128_load(columns.as_ptr().cast()) }
+    }
+
+    #[target_feature(enable = "simd128")]
+    #[inline]
+    fn store_i64x2(columns: &mut [i64; 2], value: v128) {
+        // SAFETY: as in store_u64x2.
+        unsafe { v128_store(columns.as_mut_ptr().cast(), value) }
+    }
+
+    /// Whether `f64x2.relaxed_madd` is fused here: the product of
+    /// `2^52 + 1` with itself is `2^104 + 2^53 + 1`, which a double
+    /// rounds to `2^104 + 2^53`; only a fused multiply-add sees the 1.
+    /// The operand goes through a volatile read, so that the compiler
+    /// cannot fold the answer from its own arithmetic.
+    #[must_use]
+    pub fn relaxed_madd_is_fused() -> bool {
+        // A plain function around the check, for OnceLock (functions with
+        // target features are not closures).
+        fused_check()
+    }
+
+    #[target_feature(enable = "simd128,relaxed-simd")]
+    fn fused_check() -> bool {
+        use core::arch::wasm32::{
+            f64x2_extract_lane, f64x2_mul, f64x2_neg, f64x2_relaxed_madd, f64x2_splat,
+        };
+        let x = f64x2_splat(opaque_f64(&4_503_599_627_370_497.0));
+        let rounded = f64x2_mul(x, x);
+        let error = f64x2_relaxed_madd(x, x, f64x2_neg(rounded));
+        f64x2_extract_lane::<0>(error) == 1.0
+    }
+
+    fn opaque_f64(value: &f64) -> f64 {
+        // SAFETY: a read through a reference to a live value.
+        unsafe { core::ptr::read_volatile(value) }
     }
 }
