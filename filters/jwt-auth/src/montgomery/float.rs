@@ -10,7 +10,9 @@
 //! a high and a low part with two FMAs and no shuffle, and a 2048-bit
 //! operand is 40 such limbs instead of 76. Measured in V8 (node 20.20,
 //! `--no-liftoff`, 2026-12-07, a Zen 5 EPYC), the public operation on the
-//! RFC 7515 A.2 key took 22 µs here against 29 µs on the integer code.
+//! RFC 7515 A.2 key took 21 µs here against 29 µs on the integer code. A
+//! square with half the cross products took 20.7 µs: too little for its
+//! code, so squares are products here.
 //!
 //! The split, for limbs `a, b < 2^52` (so `a * b < 2^104`):
 //! - `high = fma(a, b, 2^104)` lies in `[2^104, 2^105]`, where doubles are
@@ -25,9 +27,9 @@
 //!
 //! So `a * b = k * 2^52 + low`, and each row adds the low parts to the
 //! columns of the limbs and the high parts to the next ones, in `i64`
-//! columns without carries: a column takes at most `4 * limbs` parts of
-//! magnitude at most 2^52, below 2^63 for up to 512 limbs (26,624 bits;
-//! [`crate::rsa_verify::MAX_BITS`] is 8192).
+//! columns without carries: a column takes at most four parts per row, of
+//! magnitude at most 2^52, so it stays below 2^63 for up to 512 limbs
+//! (26,624 bits; [`crate::rsa_verify::MAX_BITS`] is 8192).
 //!
 //! Without a fused multiply-add the split is wrong, so [`available`]
 //! checks that `relaxed_madd` fuses before any key uses this code; where it
