@@ -26,6 +26,9 @@
 
 pub mod float;
 mod lanes;
+mod limbs;
+
+use limbs::less_than;
 
 /// Bits per limb.
 const LIMB_BITS: u32 = 27;
@@ -152,7 +155,7 @@ impl Modulus {
     fn r_squared(&self) -> Vec<u32> {
         let bits = LIMB_BITS as usize * self.n.len();
         let t = bits.trailing_zeros();
-        let mut x = doubled(&self.n, bits + (bits >> t));
+        let mut x = limbs::doubled(&self.n, bits + (bits >> t), LIMB_BITS);
         let mut tmp = vec![0u32; self.n.len()];
         let mut scratch = Scratch::new(self.n.len());
         for _ in 0..t {
@@ -250,93 +253,22 @@ fn carry_column(t: &mut [u64], i: usize) {
 /// Big-endian bytes to `limbs` little-endian 27-bit limbs (the bytes must
 /// fit).
 fn from_be(bytes: &[u8], limbs: usize) -> Vec<u32> {
-    let mut out = vec![0u32; limbs];
-    let mut slots = out.iter_mut();
-    let (mut acc, mut have) = (0u64, 0u32);
-    for &byte in bytes.iter().rev() {
-        acc |= u64::from(byte) << have;
-        have += 8;
-        if have >= LIMB_BITS {
-            if let Some(slot) = slots.next() {
-                *slot = (acc as u32) & LIMB_MASK;
-            }
-            acc >>= LIMB_BITS;
-            have -= LIMB_BITS;
-        }
-    }
-    if let Some(slot) = slots.next() {
-        *slot = acc as u32;
-    }
-    out
+    limbs::from_be(bytes, limbs, LIMB_BITS)
 }
 
 /// 27-bit limbs to `len` big-endian bytes (the value must fit).
 fn to_be(limbs: &[u32], len: usize) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    let mut limbs = limbs.iter();
-    let (mut acc, mut have) = (0u64, 0u32);
-    for byte in out.iter_mut().rev() {
-        if have < 8 {
-            if let Some(&limb) = limbs.next() {
-                acc |= u64::from(limb) << have;
-            }
-            have += LIMB_BITS;
-        }
-        *byte = acc as u8;
-        acc >>= 8;
-        have -= 8;
-    }
-    out
-}
-
-/// `a < b` for equally long limb slices.
-fn less_than(a: &[u32], b: &[u32]) -> bool {
-    for (x, y) in a.iter().rev().zip(b.iter().rev()) {
-        if x != y {
-            return x < y;
-        }
-    }
-    false
+    limbs::to_be(limbs, len, LIMB_BITS)
 }
 
 /// `a -= b` modulo `2^(27 * len)`.
 fn sub_assign(a: &mut [u32], b: &[u32]) {
-    let mut borrow = 0u32;
-    for (x, &y) in a.iter_mut().zip(b) {
-        let d = x.wrapping_sub(y).wrapping_sub(borrow);
-        *x = d & LIMB_MASK;
-        borrow = d >> 31;
-    }
+    limbs::sub_assign(a, b, LIMB_BITS);
 }
 
-/// `-n0^-1 mod 2^27` for odd `n0`, by Newton's iteration (each step
-/// doubles the correct low bits; `n0` is its own inverse mod 8).
+/// `-n0^-1 mod 2^27` for odd `n0`.
 fn neg_inverse(n0: u32) -> u32 {
-    let mut x = n0;
-    for _ in 0..4 {
-        x = x.wrapping_mul(2u32.wrapping_sub(n0.wrapping_mul(x)));
-    }
-    x.wrapping_neg() & LIMB_MASK
-}
-
-/// `2^count mod n`, by doubling.
-fn doubled(n: &[u32], count: usize) -> Vec<u32> {
-    let mut x = vec![0u32; n.len()];
-    if let Some(first) = x.first_mut() {
-        *first = 1;
-    }
-    for _ in 0..count {
-        let mut carry = 0u32;
-        for limb in &mut x {
-            let shifted = (*limb << 1) | carry;
-            *limb = shifted & LIMB_MASK;
-            carry = shifted >> LIMB_BITS;
-        }
-        if carry != 0 || !less_than(&x, n) {
-            sub_assign(&mut x, n);
-        }
-    }
-    x
+    limbs::neg_inverse(u64::from(n0), LIMB_BITS) as u32
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@
 //! does not, keys use [`super::Modulus`].
 
 use super::lanes;
+use super::limbs::{self, less_than};
 
 /// Bits per limb.
 const LIMB_BITS: u32 = 52;
@@ -92,7 +93,7 @@ impl FloatModulus {
         }
         let mut modulus = Self {
             n: to_floats(&n_int),
-            n_inv: neg_inverse(n0),
+            n_inv: limbs::neg_inverse(n0, LIMB_BITS),
             r2: Vec::new(),
             n_int,
         };
@@ -132,7 +133,7 @@ impl FloatModulus {
         // plain base, which also leaves Montgomery form.
         self.mul(&mut tmp, &acc, &acc, &mut scratch);
         self.mul(&mut acc, &tmp, &base, &mut scratch);
-        Some(to_be(&to_ints(&acc), len))
+        Some(limbs::to_be(&to_ints(&acc), len, LIMB_BITS))
     }
 
     /// `out = a * b / R mod n`, for `a`, `b` below `n` (operand
@@ -183,7 +184,7 @@ impl FloatModulus {
         let limbs = self.n.len();
         let bits = LIMB_BITS as usize * limbs;
         let t = bits.trailing_zeros();
-        let mut x = to_floats(&doubled(&self.n_int, bits + (bits >> t)));
+        let mut x = to_floats(&limbs::doubled(&self.n_int, bits + (bits >> t), LIMB_BITS));
         let mut tmp = vec![0.0; limbs];
         let mut scratch = Scratch::new(limbs);
         for _ in 0..t {
@@ -233,92 +234,12 @@ fn to_ints(limbs: &[f64]) -> Vec<u64> {
 
 /// Big-endian bytes to `limbs` little-endian 52-bit limbs.
 fn from_be(bytes: &[u8], limbs: usize) -> Vec<u64> {
-    let mut out = vec![0u64; limbs];
-    let mut slots = out.iter_mut();
-    let (mut acc, mut have) = (0u64, 0u32);
-    for &byte in bytes.iter().rev() {
-        acc |= u64::from(byte) << have;
-        have += 8;
-        if have >= LIMB_BITS {
-            if let Some(slot) = slots.next() {
-                *slot = acc & LIMB_MASK;
-            }
-            acc >>= LIMB_BITS;
-            have -= LIMB_BITS;
-        }
-    }
-    if let Some(slot) = slots.next() {
-        *slot = acc;
-    }
-    out
-}
-
-/// 52-bit limbs to `len` big-endian bytes (the value must fit).
-fn to_be(limbs: &[u64], len: usize) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    let mut limbs = limbs.iter();
-    let (mut acc, mut have) = (0u64, 0u32);
-    for byte in out.iter_mut().rev() {
-        if have < 8 {
-            if let Some(&limb) = limbs.next() {
-                acc |= limb << have;
-            }
-            have += LIMB_BITS;
-        }
-        *byte = acc as u8;
-        acc >>= 8;
-        have -= 8;
-    }
-    out
-}
-
-/// `a < b` for equally long limb slices.
-fn less_than(a: &[u64], b: &[u64]) -> bool {
-    for (x, y) in a.iter().rev().zip(b.iter().rev()) {
-        if x != y {
-            return x < y;
-        }
-    }
-    false
+    limbs::from_be(bytes, limbs, LIMB_BITS)
 }
 
 /// `a -= b` modulo `2^(52 * len)`.
 fn sub_assign(a: &mut [u64], b: &[u64]) {
-    let mut borrow = 0u64;
-    for (x, &y) in a.iter_mut().zip(b) {
-        let d = x.wrapping_sub(y).wrapping_sub(borrow);
-        *x = d & LIMB_MASK;
-        borrow = d >> 63;
-    }
-}
-
-/// `-n0^-1 mod 2^52` for odd `n0`, by Newton's iteration.
-fn neg_inverse(n0: u64) -> u64 {
-    let mut x = n0;
-    for _ in 0..6 {
-        x = x.wrapping_mul(2u64.wrapping_sub(n0.wrapping_mul(x)));
-    }
-    x.wrapping_neg() & LIMB_MASK
-}
-
-/// `2^count mod n`, by doubling.
-fn doubled(n: &[u64], count: usize) -> Vec<u64> {
-    let mut x = vec![0u64; n.len()];
-    if let Some(first) = x.first_mut() {
-        *first = 1;
-    }
-    for _ in 0..count {
-        let mut carry = 0u64;
-        for limb in &mut x {
-            let shifted = (*limb << 1) | carry;
-            *limb = shifted & LIMB_MASK;
-            carry = shifted >> LIMB_BITS;
-        }
-        if carry != 0 || !less_than(&x, n) {
-            sub_assign(&mut x, n);
-        }
-    }
-    x
+    limbs::sub_assign(a, b, LIMB_BITS);
 }
 
 #[cfg(test)]
