@@ -42,11 +42,13 @@
 //! through, so variable time is fine.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use p256_014::elliptic_curve::group::Group;
 use p256_014::elliptic_curve::ops::Reduce;
 use sha2::{Digest, Sha256, Sha384, Sha512};
+
+use crate::live::{self, Live};
 
 use comb::Comb;
 use field::{Fe, Params, P256, P384, P521};
@@ -143,27 +145,14 @@ macro_rules! ecdsa_key {
             }
 
             /// The table of `point`: the one a live key of this VM already
-            /// has, or a new one. A refreshed JWKS is parsed while the old
-            /// set still lives, so without the reuse every refresh would
-            /// rebuild each table (milliseconds per key, on the worker)
-            /// and hold two of each against the budget.
+            /// has, or a new one (see [`crate::live`]; an EC table takes
+            /// milliseconds to build and counts against the budget).
             fn key_comb(
                 point: &$krate::AffinePoint,
             ) -> Option<Arc<KeyComb<$params, $words, $key_window>>> {
-                type Live = Vec<($krate::AffinePoint, Weak<KeyComb<$params, $words, $key_window>>)>;
-                static LIVE: Mutex<Live> = Mutex::new(Vec::new());
-                let mut live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
-                live.retain(|(_, comb)| comb.strong_count() > 0);
-                if let Some(comb) = live
-                    .iter()
-                    .find(|(known, _)| known == point)
-                    .and_then(|(_, comb)| comb.upgrade())
-                {
-                    return Some(comb);
-                }
-                let comb = Arc::new(KeyComb::new(&Affine::from_point(point)?)?);
-                live.push((*point, Arc::downgrade(&comb)));
-                Some(comb)
+                static LIVE: Live<$krate::AffinePoint, KeyComb<$params, $words, $key_window>> =
+                    Mutex::new(Vec::new());
+                live::share(&LIVE, point, || KeyComb::new(&Affine::from_point(point)?))
             }
 
             /// Whether this key got a table (see [`KEY_TABLE_BUDGET`]).

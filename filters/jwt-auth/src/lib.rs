@@ -15,7 +15,8 @@
 //! Layout (jwt_authn's split): [`config`] validates, [`extract`] finds
 //! tokens, [`jwt`] parses them, [`jwks`] parses key sets once, [`crypto`]
 //! verifies signatures ([`rsa_verify`] on [`montgomery`] for RS*/PS*,
-//! [`ecdsa`] for ES256/ES384), [`auth`] is the pure decision, [`claims`] renders
+//! [`ecdsa`] for ES256/ES384/ES512; `live` shares prepared keys across JWKS
+//! refreshes), [`auth`] is the pure decision, [`claims`] renders
 //! and checks claims, [`cache`] is the shared-data cache scheme,
 //! [`status`] holds jwt_verify_lib's messages, and `filter` is the
 //! proxy-wasm glue.
@@ -32,6 +33,7 @@ pub mod ecdsa;
 pub mod extract;
 pub mod jwks;
 pub mod jwt;
+mod live;
 pub mod matcher;
 pub mod montgomery;
 pub mod rsa_verify;

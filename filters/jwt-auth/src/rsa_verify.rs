@@ -21,10 +21,11 @@
 //! (tests/rsa_differential.rs, natively; tests/rsa_in_wasm.rs through the
 //! Wasm module) and mints the test tokens.
 
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
+use crate::live::{self, Live};
 use crate::montgomery::float::{self, FloatModulus};
 use crate::montgomery::Modulus;
 
@@ -258,24 +259,10 @@ impl Prepared {
 }
 
 /// `n` prepared: the modulus a live key of this VM already has, or a new
-/// one. A refreshed JWKS is parsed while the old set still lives, so
-/// without the reuse every refresh would prepare each key again, on the
-/// worker, while requests wait.
+/// one (see [`crate::live`]).
 fn prepared(n: &[u8]) -> Option<Arc<Prepared>> {
-    type Live = Vec<(Vec<u8>, Weak<Prepared>)>;
-    static LIVE: Mutex<Live> = Mutex::new(Vec::new());
-    let mut live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
-    live.retain(|(_, modulus)| modulus.strong_count() > 0);
-    if let Some(modulus) = live
-        .iter()
-        .find(|(known, _)| known == n)
-        .and_then(|(_, modulus)| modulus.upgrade())
-    {
-        return Some(modulus);
-    }
-    let modulus = Arc::new(Prepared::new(n)?);
-    live.push((n.to_vec(), Arc::downgrade(&modulus)));
-    Some(modulus)
+    static LIVE: Live<Vec<u8>, Prepared> = Mutex::new(Vec::new());
+    live::share(&LIVE, &n.to_vec(), || Prepared::new(n))
 }
 
 fn strip_zeros(bytes: &[u8]) -> &[u8] {
